@@ -1,0 +1,1 @@
+"""ar3d.core: prompt → plan + mesh tokens → occupancy → mesh. Needs torch, never bpy."""
