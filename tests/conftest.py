@@ -19,3 +19,20 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"reference fixtures not found at {FIXTURES}; set AR3D_SHARED to the shared/ folder")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2.5-VL policy + tokenizer with mesh tokens, saved like a real checkpoint."""
+    from ar3d.core.factory import create_random_policy
+
+    path = tmp_path_factory.mktemp("tiny_policy")
+    create_random_policy(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_policy_dir):
+    from ar3d.core.policy import Policy
+
+    return Policy.load(tiny_policy_dir, device="cpu")

@@ -1,0 +1,327 @@
+"""`ar3d` command line: generate, decode, encode, info.
+
+Heavy imports (torch, transformers) happen inside the commands so `ar3d --help` is instant.
+Every user-facing failure is an `Ar3dError`-like exception with a message that says what to do;
+`main` prints it without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+EXPORT_FORMATS = (".glb", ".obj", ".ply", ".stl")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+# --- helpers -------------------------------------------------------------------------------
+def _sampling(args):
+    from .core.engine import SamplingConfig
+
+    return SamplingConfig(
+        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_plan_tokens=args.max_plan_tokens
+    )
+
+
+def _output_paths(out: Path, n: int) -> list[Path]:
+    if out.suffix.lower() not in EXPORT_FORMATS:
+        raise CliError(f"cannot write '{out}': the output must end in one of {', '.join(EXPORT_FORMATS)}")
+    if n == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(n)]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+class _ProgressBar:
+    """A tqdm bar per generation step: plan tokens first, then mesh codes of 1024."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.key = enabled, None, None
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        key = (p.step, p.stage)
+        if key != self.key:
+            self.close()
+            label = f"step {p.step}/{p.steps} {p.stage}" if p.steps > 1 else p.stage
+            self.bar = tqdm(total=p.total, desc=label, unit="tok", leave=True, file=sys.stderr)
+            self.key = key
+        self.bar.n = p.mesh_tokens
+        self.bar.refresh()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# --- commands ----------------------------------------------------------------------------
+def cmd_generate(args) -> int:
+    from .core.mesh import export_mesh
+    from .core.pipeline import TextTo3D
+
+    paths = _output_paths(Path(args.output), args.samples)
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    sampling = _sampling(args)
+    t0 = time.perf_counter()
+    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype)
+    load_seconds = time.perf_counter() - t0
+    bar = _ProgressBar(not args.quiet)
+    try:
+        out = pipe.generate(args.prompt, args.samples, args.two_step, sampling, args.seed, progress=bar)
+    finally:
+        bar.close()
+    failures = 0
+    for path, r in zip(paths, out.results):
+        sidecar = {
+            "ar3d_version": __version__,
+            "prompt": r.sample.prompt,
+            "sample": r.sample.group_index,
+            "seed": out.generation.seed,
+            "two_step": args.two_step,
+            "model": pipe.policy.name,
+            "vqvae": pipe.vqvae_path,
+            "engine": out.generation.engine,
+            "sampling": vars(sampling),
+            "plans": r.sample.plans,
+            "codes": [s.codes.tolist() for s in r.sample.steps],
+            "timings": dict(out.timings, load_seconds=load_seconds),
+            "mesh": None,
+        }
+        if r.mesh is None:
+            failures += 1
+            sidecar["error"] = r.error
+            print(f"ar3d: sample {r.sample.group_index}: no mesh: {r.error}", file=sys.stderr)
+        else:
+            export_mesh(r.mesh, path)
+            sidecar["mesh"] = {"path": path.name, "vertices": len(r.mesh.vertices), "faces": len(r.mesh.faces),
+                               "watertight": bool(r.mesh.is_watertight)}  # fmt: skip
+            if args.keep_coarse and r.coarse_mesh is not None:
+                coarse = path.with_name(f"{path.stem}_coarse{path.suffix}")
+                export_mesh(r.coarse_mesh, coarse)
+                sidecar["coarse_mesh"] = coarse.name
+            if not args.quiet:
+                print(f"wrote {path}")
+        _write_json(path.with_suffix(".json"), sidecar)
+    return 1 if failures else 0
+
+
+def _read_codes(source: str, repair: bool):
+    """Codes from a generate sidecar (.json), a .npy array, or mesh-token text (file or '-')."""
+    import numpy as np
+
+    from .core.tokens import codes_from_text
+
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CliError(f"no such file: '{source}'")
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False).reshape(-1), None
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+            codes = data["codes"][-1] if isinstance(data, dict) else data
+            return np.asarray(codes, dtype=np.int64).reshape(-1), None
+    codes, repair_done = codes_from_text(text, repair=repair)
+    return codes, repair_done
+
+
+def cmd_decode(args) -> int:
+    from .core.mesh import export_mesh, occupancy_to_mesh
+    from .core.tokens import MeshTokenError
+    from .core.vqvae import load_vqvae
+    from .core.hub import resolve_vqvae
+
+    try:
+        codes, repair = _read_codes(args.input, args.repair)
+    except MeshTokenError as e:
+        raise CliError(f"'{args.input}': {e}") from e
+    if repair:
+        print(f"ar3d: repaired the mesh tokens: {repair.describe()}", file=sys.stderr)
+    vq = load_vqvae(resolve_vqvae(args.vqvae, _model_dir_or_none(args.model)), device=args.device or "cpu")
+    import torch
+
+    out = Path(args.output)
+    _output_paths(out, 1)
+    try:
+        occ = vq.decode_occupancy(torch.as_tensor(codes)[None])
+    except ValueError as e:  # wrong count or codes outside this VQ-VAE's codebook
+        raise CliError(f"'{args.input}': {e}") from e
+    mesh = occupancy_to_mesh(occ[0, 0].cpu().numpy())
+    export_mesh(mesh, out)
+    print(f"wrote {out} ({len(mesh.faces)} faces)")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    import numpy as np
+    import torch
+
+    from .core.hub import resolve_vqvae
+    from .core.mesh import mesh_to_occupancy
+    from .core.vqvae import load_vqvae
+
+    if not Path(args.mesh).is_file():
+        raise CliError(f"no such mesh file: '{args.mesh}'")
+    occ = mesh_to_occupancy(args.mesh)
+    vq = load_vqvae(resolve_vqvae(args.vqvae, _model_dir_or_none(args.model)), device=args.device or "cpu")
+    codes = vq.encode(torch.as_tensor(occ[None, None])).cpu().numpy()[0]
+    out = Path(args.output) if args.output else None
+    if out is None or out.suffix == ".txt":
+        from .core.tokens import MESH_CODE, MESH_END, MESH_START
+
+        text = MESH_START + "".join(MESH_CODE.format(c) for c in codes.tolist()) + MESH_END
+        if out is None:
+            print(text)
+        else:
+            out.write_text(text + "\n")
+    elif out.suffix == ".npy":
+        np.save(out, codes)
+    elif out.suffix == ".json":
+        _write_json(out, {"source": str(args.mesh), "codes": [codes.tolist()], "occupied_voxels": int(occ.sum())})
+    else:
+        raise CliError(f"cannot write codes to '{out}': use .json, .npy or .txt")
+    if out is not None:
+        print(f"wrote {out} ({int(occ.sum())} occupied voxels → {codes.size} codes)")
+    return 0
+
+
+def _model_dir_or_none(spec):
+    from .core.hub import ModelNotFoundError, resolve_policy
+
+    if spec is None:
+        return None
+    try:
+        return resolve_policy(spec)
+    except ModelNotFoundError:
+        return None
+
+
+def cmd_info(args) -> int:
+    import torch
+    import transformers
+
+    from .core.hub import DEFAULT_POLICY, DEFAULT_VQVAE, cached_models, data_dir, offline
+
+    import os
+
+    info = {
+        "ar3d": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "devices": ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())],
+        "bpy": _bpy_version(),
+        "default_model": os.environ.get("AR3D_MODEL") or DEFAULT_POLICY,
+        "default_vqvae": os.environ.get("AR3D_VQVAE") or DEFAULT_VQVAE,
+        "hf_hub_offline": offline(),
+        "data_dir": str(data_dir()),
+        "models_found": cached_models(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        for k, v in info.items():
+            if k == "models_found":
+                print(f"{k}:" + ("" if v else " none"))
+                for m in v:
+                    print(f"  {m['id']}  {m['bytes'] / 1e9:.2f} GB  {m['path']}")
+            else:
+                print(f"{k}: {v}")
+    return 0
+
+
+def _bpy_version():
+    import importlib.util
+
+    return "installed (not imported)" if importlib.util.find_spec("bpy") else "not installed"
+
+
+# --- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .core.engine import SamplingConfig
+
+    d = SamplingConfig()
+    parser = argparse.ArgumentParser(prog="ar3d", description="Text-to-3D with ShapeLLM-Omni / AR3D-R1.")
+    parser.add_argument("--version", action="version", version=f"ar3d {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p, policy=True):
+        if policy:
+            p.add_argument("--model", help="policy folder or Hugging Face id (default: $AR3D_MODEL, then the default model)")
+        p.add_argument("--vqvae", help="VQ-VAE weights file/folder or Hugging Face id (default: $AR3D_VQVAE, the one bundled with the model, then yejunliang23/3DVQVAE)")
+        p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+
+    g = sub.add_parser("generate", help="prompt → mesh file (+ a JSON sidecar)")
+    g.add_argument("prompt")
+    g.add_argument("-o", "--output", default="ar3d.glb", help="output mesh: .glb, .obj, .ply or .stl (default ar3d.glb)")
+    model_args(g)
+    g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on GPU, fp32 on CPU")
+    g.add_argument("--two-step", action="store_true", help="Hi-GRPO two-step generation: plan → coarse, visual plan → refined")
+    g.add_argument("--keep-coarse", action="store_true", help="with --two-step, also write the coarse mesh (*_coarse.*)")
+    g.add_argument("--samples", type=int, default=1, help="number of samples (files get _0, _1, … suffixes)")
+    g.add_argument("--seed", type=int, help="random seed (default: random, recorded in the sidecar)")
+    g.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
+    g.add_argument("--top-p", type=float, default=d.top_p, help=f"default {d.top_p}")
+    g.add_argument("--top-k", type=int, default=d.top_k, help=f"default {d.top_k}")
+    g.add_argument("--max-plan-tokens", type=int, default=d.max_plan_tokens, help=f"plan length cap (default {d.max_plan_tokens})")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+
+    dec = sub.add_parser("decode", help="codes (sidecar .json, .npy, or mesh-token text; '-' = stdin) → mesh")
+    dec.add_argument("input")
+    dec.add_argument("-o", "--output", required=True)
+    dec.add_argument("--repair", action="store_true", help="pad/truncate malformed token text (reported)")
+    model_args(dec)
+    dec.set_defaults(func=cmd_decode)
+
+    enc = sub.add_parser("encode", help="mesh file → 1024 codes (.json, .npy, .txt; default: print token text)")
+    enc.add_argument("mesh")
+    enc.add_argument("-o", "--output")
+    model_args(enc)
+    enc.set_defaults(func=cmd_encode)
+
+    inf = sub.add_parser("info", help="versions, devices and models found locally")
+    inf.add_argument("--json", action="store_true")
+    inf.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .core.errors import Ar3dError
+
+    try:
+        return args.func(args)
+    except (CliError, Ar3dError) as e:
+        print(f"ar3d: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ar3d: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

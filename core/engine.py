@@ -1,0 +1,161 @@
+"""Generation engines: token-id prompts in, constrained completions out.
+
+The policy talks to an engine through `GenerationEngine.generate` only, so a faster engine
+(static KV cache and CUDA graphs, or a vLLM server with weight sync for the trainer) can replace
+`HFEngine` without changing any caller. `HFEngine` is the reference path: transformers'
+`generate` with ar3d's `MeshConstraint` as a logits processor.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+
+from .constraint import ConstraintState, MeshConstraint
+
+
+@dataclass
+class SamplingConfig:
+    """Sampling settings; defaults are the public ShapeLLM-Omni demo's."""
+
+    temperature: float = 0.7  # 0 means greedy decoding
+    top_p: float = 0.7
+    top_k: int = 8192
+    # The demo's max_new_tokens is 2048; 1026 of them are <mesh-start>, 1024 codes, <mesh-end>.
+    max_plan_tokens: int = 1022
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.max_plan_tokens < 0:
+            raise ValueError(f"max_plan_tokens must be >= 0, got {self.max_plan_tokens}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+# Called after every generated token with the constraint state of each row; returning True stops
+# generation (cancellation). Engines may call it less often, never more than once a token.
+TokenCallback = Callable[[ConstraintState], bool]
+
+
+class GenerationCancelled(RuntimeError):
+    """Generation was stopped by the caller between two tokens."""
+
+
+@dataclass
+class EngineOutput:
+    completions: list[list[int]]  # generated ids per row, up to and including <mesh-end>
+    seconds: float
+
+
+class GenerationEngine(Protocol):
+    name: str
+
+    def generate(
+        self,
+        prompts: list[list[int]],
+        constraint: MeshConstraint,
+        sampling: SamplingConfig,
+        seed: int | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> EngineOutput: ...
+
+
+class HFEngine:
+    """transformers' `generate` with the mesh constraint applied as a logits processor."""
+
+    name = "transformers"
+
+    def __init__(self, model, pad_id: int):
+        self.model = model
+        self.pad_id = pad_id
+
+    def generate(self, prompts, constraint, sampling, seed=None, on_token=None) -> EngineOutput:
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        device = self.model.device
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):  # left padding: every row's next token is at the same column
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+
+        tracker = _ConstraintProcessor(constraint)
+        stopper = _TokenCallback(tracker, on_token)
+        config = GenerationConfig(
+            do_sample=not sampling.greedy,
+            temperature=sampling.temperature if not sampling.greedy else None,
+            top_p=sampling.top_p if not sampling.greedy else None,
+            top_k=sampling.top_k if not sampling.greedy else None,
+            repetition_penalty=1.0,  # a checkpoint's own default would distort the mesh codes
+            max_new_tokens=sampling.max_plan_tokens + constraint.vocab.tokens_per_mesh + 2,
+            eos_token_id=[constraint.vocab.end_id],
+            pad_token_id=self.pad_id,
+        )
+        if seed is not None:
+            torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([tracker]),
+                stopping_criteria=StoppingCriteriaList([stopper]),
+            )
+        seconds = time.perf_counter() - t0
+        if stopper.cancelled:
+            raise GenerationCancelled("generation cancelled")
+        rows = out[:, width:].tolist()
+        end = constraint.vocab.end_id
+        completions = [row[: row.index(end) + 1] if end in row else row for row in rows]
+        return EngineOutput(completions, seconds)
+
+
+class _ConstraintProcessor:
+    """LogitsProcessor that carries each row's constraint state from token to token."""
+
+    def __init__(self, constraint: MeshConstraint):
+        self.constraint = constraint
+        self.state: ConstraintState | None = None
+        self._length = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.state is None:
+            self.state = self.constraint.initial_state(input_ids)
+        else:
+            if input_ids.shape[1] != self._length + 1:
+                raise RuntimeError("the constraint saw a step skipped; it needs every generated token")
+            self.state = self.constraint.advance(self.state, input_ids[:, -1])
+        self._length = input_ids.shape[1]
+        masked = self.constraint.mask_logits(scores, self.state)
+        if masked.shape[-1] < scores.shape[-1]:  # padded embedding rows beyond the tokenizer
+            pad = scores.new_full((scores.shape[0], scores.shape[-1] - masked.shape[-1]), float("-inf"))
+            masked = torch.cat([masked, pad], dim=-1)
+        return masked
+
+
+class _TokenCallback:
+    """StoppingCriteria that reports progress and lets the caller cancel between tokens."""
+
+    def __init__(self, tracker: _ConstraintProcessor, on_token: TokenCallback | None):
+        self.tracker, self.on_token, self.cancelled = tracker, on_token, False
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        stop = False
+        if self.on_token is not None and self.tracker.state is not None:
+            state = self.tracker.constraint.advance(self.tracker.state, input_ids[:, -1])
+            stop = bool(self.on_token(state))
+        self.cancelled |= stop
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,411 @@
+"""Occupancy grid <-> triangle mesh, and mesh files on disk.
+
+The 3D VQ-VAE speaks 64³ occupancy grids of an object's *surface shell*; people and viewers speak
+triangle meshes. This module is the only place that crosses between the two, so every axis and
+scale convention lives here.
+
+Grid convention (the public ShapeLLM-Omni voxelisation, reference.md §2):
+
+* a mesh is mapped into [-0.5, 0.5]³ with ONE scalar min/max over all of its coordinates,
+  ``v' = (v - min_all) / (max_all - min_all) - 0.5``. The longest axis then spans the cube only
+  if the mesh is centred on the origin: the public code does not centre per axis, and ar3d
+  keeps that so that its grids match the ones the VQ-VAE was trained on;
+* voxel ``i`` of ``R`` covers ``[i/R - 0.5, (i+1)/R - 0.5)``, its centre is ``(i + 0.5)/R - 0.5``;
+* the grid holds surface voxels only (a shell, not a solid), indexed ``[x, y, z]``, z up.
+
+Axis table. Internal meshes are z-up, in the grid's frame, which is also Blender's scene frame
+(+Z up, the front faces -Y):
+
+==========================  ========  ===========================  ============================
+where                       up        written as, from (x, y, z)   why
+==========================  ========  ===========================  ============================
+grid, ar3d meshes, Blender  +Z        (x, y, z)                    the VQ-VAE's frame
+GLB                         +Y        (x, z, -y)                   the glTF spec; Blender's glTF
+                                                                   importer maps it back
+OBJ                         +Y        (x, z, -y)                   Blender's OBJ importer assumes
+                                                                   Y up, -Z forward
+PLY, STL                    +Z        (x, y, z)                    Blender's importers assume Z up
+==========================  ========  ===========================  ============================
+
+``(x, y, z) -> (x, z, -y)`` is a -90° turn about x; its inverse, +90° about x, is what the public
+code applies to glTF/OBJ meshes before voxelising. Both are proper rotations, so face winding and
+outward normals survive them. trimesh itself never changes axes when it reads or writes a file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import trimesh
+from scipy import ndimage
+from skimage.measure import marching_cubes
+
+from .errors import Ar3dError
+
+__all__ = [
+    "DegenerateOccupancyError",
+    "MeshFileError",
+    "OptionalDependencyError",
+    "MeshConfig",
+    "occupancy_to_mesh",
+    "mesh_to_occupancy",
+    "normalize_to_unit_cube",
+    "export_mesh",
+    "load_mesh",
+    "SUPPORTED_FORMATS",
+    "Y_UP_FORMATS",
+    "Z_UP_TO_Y_UP",
+    "Y_UP_TO_Z_UP",
+]
+
+SUPPORTED_FORMATS = ("glb", "obj", "ply", "stl")
+# Formats whose files are y-up: written through Z_UP_TO_Y_UP, read back through Y_UP_TO_Z_UP.
+Y_UP_FORMATS = frozenset({"glb", "gltf", "obj"})
+
+# (x, y, z) -> (x, z, -y): -90° about x. Homogeneous 4x4 matrices, as trimesh wants them.
+Z_UP_TO_Y_UP = np.array(
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+# (x, y, z) -> (x, -z, y): +90° about x, the public pipeline's glTF -> grid rotation.
+Y_UP_TO_Z_UP = Z_UP_TO_Y_UP.T.copy()
+
+
+class DegenerateOccupancyError(Ar3dError, ValueError):
+    """The grid holds no usable object (empty, all occupied, or only dust); resample it."""
+
+
+class MeshFileError(Ar3dError, ValueError):
+    """A mesh file that cannot be written or read: unsupported format, or no faces."""
+
+
+class OptionalDependencyError(Ar3dError, ImportError):
+    """A feature that needs a package ar3d does not install by default."""
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """How a decoded occupancy grid becomes a mesh. The defaults suit 64³ VQ-VAE shells."""
+
+    fill_interior: bool = True
+    """Mesh the solid bounded by the shell. A shell meshed as-is gives a double wall with a thin
+    gap, which renders badly and has no meaningful volume."""
+
+    closing_iterations: int = 1
+    """Morphological closing (3x3x3 cube) before filling, to seal pinholes through which the
+    fill would leak. Also fills 1-voxel gaps and notches; 0 turns it off."""
+
+    min_component_voxels: int = 8
+    """Connected pieces (26-connectivity) of the raw grid smaller than this are dust and dropped.
+    Decoded grids often carry a few stray voxels; a real part is rarely this small at 64³."""
+
+    keep_largest_only: bool = False
+    """Keep only the largest piece. Off, because many objects have legitimately separate parts."""
+
+    max_fill_fraction: float = 0.9
+    """If more than this fraction of the raw grid is occupied the decode failed (a shell fills
+    far less: a box spanning the grid is ~9%); refuse rather than mesh a cube-shaped blob."""
+
+    surface_offset: float = 0.1
+    """Where the surface crosses the outer occupied voxels, in voxels from their centres
+    (0 < offset <= 0.5). 0.5 is plain binary marching cubes: surfaces on voxel faces, the object
+    a voxel fatter than the shell and flat faces exactly on voxel boundaries (ambiguous to
+    re-voxelise). Small values put the surface near the shell, where the original surface was."""
+
+    smoothing_iterations: int = 10
+    """Taubin smoothing passes: soften voxel stair-steps without the shrinkage of plain
+    Laplacian smoothing (volume moves by well under 1%). 0 = off."""
+
+    decimate_to_faces: int | None = None
+    """Quadric decimation toward this many faces (needs the optional fast-simplification
+    package). A result that is not watertight is retried at gentler settings, which may stop
+    short of the target, and is dropped with a warning if none is watertight.
+    None keeps the marching-cubes mesh (typically 10k-60k faces at 64³)."""
+
+    def __post_init__(self):
+        if self.closing_iterations < 0 or self.min_component_voxels < 0 or self.smoothing_iterations < 0:
+            raise ValueError("closing_iterations, min_component_voxels and smoothing_iterations must be >= 0")
+        if not 0.0 < self.max_fill_fraction <= 1.0:
+            raise ValueError(f"max_fill_fraction must be in (0, 1], got {self.max_fill_fraction}")
+        if not 0.0 < self.surface_offset <= 0.5:
+            raise ValueError(f"surface_offset must be in (0, 0.5], got {self.surface_offset}")
+        if self.decimate_to_faces is not None and self.decimate_to_faces < 4:
+            raise ValueError(f"decimate_to_faces must be >= 4 or None, got {self.decimate_to_faces}")
+
+
+# ---------------------------------------------------------------------------------------------
+# occupancy -> mesh
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_bool_grid(occupancy) -> np.ndarray:
+    """Accept numpy or torch, [R,R,R] or with leading singleton dims, without importing torch."""
+    if hasattr(occupancy, "detach") and hasattr(occupancy, "cpu"):
+        occupancy = occupancy.detach().cpu().numpy()
+    grid = np.asarray(occupancy)
+    while grid.ndim > 3 and grid.shape[0] == 1:
+        grid = grid[0]
+    if grid.ndim != 3 or len(set(grid.shape)) != 1 or grid.shape[0] < 2:
+        raise ValueError(f"occupancy must be a cubic grid [R,R,R] (optionally [1,R,R,R]), got shape {grid.shape}")
+    if grid.dtype == bool:
+        return grid
+    if np.issubdtype(grid.dtype, np.floating):
+        # Floats are either a 0/1 occupancy (the VQ-VAE's input dtype) or logits/probabilities,
+        # whose threshold we must not guess.
+        if not np.isin(grid, (0.0, 1.0)).all():
+            raise TypeError(
+                "occupancy is a float grid with values other than 0 and 1; threshold it first "
+                "(VQ-VAE decoder logits: occupancy = logits > 0)"
+            )
+    elif not np.issubdtype(grid.dtype, np.integer):
+        raise TypeError(f"occupancy must be bool, integer or 0/1 float, got dtype {grid.dtype}")
+    return grid != 0
+
+
+def _clean(grid: np.ndarray, config: MeshConfig) -> np.ndarray:
+    """Refuse hopeless grids and drop dust, before any morphology can glue dust to the object."""
+    occupied = int(grid.sum())
+    if occupied == 0:
+        raise DegenerateOccupancyError(
+            "occupancy grid is empty: the decoder produced no occupied voxels; resample the mesh tokens"
+        )
+    fraction = occupied / grid.size
+    if fraction > config.max_fill_fraction:
+        raise DegenerateOccupancyError(
+            f"{fraction:.0%} of the grid is occupied (limit {config.max_fill_fraction:.0%}): a decoded "
+            "surface shell never fills the grid, so the decode failed; resample the mesh tokens "
+            "(or raise MeshConfig.max_fill_fraction for a genuinely solid input)"
+        )
+    labels, n = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = sizes >= config.min_component_voxels
+    if not keep.any():
+        raise DegenerateOccupancyError(
+            f"occupancy grid is only dust: {n} disconnected piece(s), the largest {sizes.max()} voxel(s), "
+            f"all below min_component_voxels={config.min_component_voxels}; resample the mesh tokens "
+            "(or lower MeshConfig.min_component_voxels)"
+        )
+    if config.keep_largest_only:
+        keep = sizes == sizes.max()
+        keep[np.argmax(sizes) + 1 :] = False  # one piece even on ties
+    return np.concatenate(([False], keep))[labels]
+
+
+def occupancy_to_mesh(occupancy, config: MeshConfig | None = MeshConfig()) -> trimesh.Trimesh:
+    """Turn a (shell) occupancy grid into a watertight, outward-facing, z-up mesh in [-0.5, 0.5]³.
+
+    Raises DegenerateOccupancyError for grids that hold no object; see MeshConfig for clean-up.
+    """
+    config = config or MeshConfig()
+    if config.decimate_to_faces is not None and importlib.util.find_spec("fast_simplification") is None:
+        # Checked first, so a missing optional package costs no work.
+        raise OptionalDependencyError(
+            "MeshConfig.decimate_to_faces needs the optional package fast-simplification "
+            "(pip install fast-simplification), or set decimate_to_faces=None"
+        )
+    grid = _clean(_as_bool_grid(occupancy), config)
+    res = grid.shape[0]
+
+    # Pad so that the fill and closing see empty space all round, and marching cubes closes
+    # every surface (an object touching the grid border would otherwise be left open).
+    pad = config.closing_iterations + 1
+    solid = np.pad(grid, pad)
+    if config.fill_interior:
+        closed = solid
+        if config.closing_iterations:
+            closed = ndimage.binary_closing(solid, np.ones((3, 3, 3), bool), config.closing_iterations)
+        solid = ndimage.binary_fill_holes(closed) | solid
+
+    # Marching cubes at 0.5 on a field that is 1 inside, 0 outside, and b on occupied voxels that
+    # touch the outside: vertices land `surface_offset` voxels out from those voxels' centres.
+    # The sign pattern is the binary solid's, so the topology (watertight, manifold, thin parts
+    # kept) is that of plain binary marching cubes.
+    field = solid.astype(np.float32)
+    boundary = solid & ~ndimage.binary_erosion(solid, border_value=0)
+    field[boundary] = 0.5 / (1.0 - config.surface_offset)
+    verts, faces, _, _ = marching_cubes(field, level=0.5, method="lewiner", allow_degenerate=False)
+    verts = (verts.astype(np.float64) - pad + 0.5) / res - 0.5  # padded index -> voxel-centre coords
+
+    mesh = trimesh.Trimesh(verts, faces, process=True)
+    if mesh.volume < 0:  # skimage's winding convention is not promised; make normals outward
+        mesh.invert()
+    if config.smoothing_iterations:
+        trimesh.smoothing.filter_taubin(mesh, iterations=config.smoothing_iterations)
+    if config.decimate_to_faces is not None and len(mesh.faces) > config.decimate_to_faces:
+        mesh = _decimate(mesh, config.decimate_to_faces)
+    return mesh
+
+
+def _decimate(mesh: trimesh.Trimesh, faces: int) -> trimesh.Trimesh:
+    """Quadric decimation that never hands back a broken mesh.
+
+    fast-simplification does not guard topology: on voxel meshes it sometimes leaves an edge
+    shared by four faces. Gentler settings usually avoid it; if none does, keep the full mesh.
+    """
+    for aggression in (7, 5, 3, 1):  # 7 is the library's default; lower is slower and safer
+        out = mesh.simplify_quadric_decimation(face_count=faces, aggression=aggression)
+        if out.is_watertight and out.is_winding_consistent and out.volume > 0:
+            return out
+    warnings.warn(
+        f"decimation to {faces} faces broke the mesh's watertightness at every setting tried; "
+        f"returning the undecimated mesh ({len(mesh.faces)} faces)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return mesh
+
+
+# ---------------------------------------------------------------------------------------------
+# mesh -> occupancy
+# ---------------------------------------------------------------------------------------------
+
+
+def _coerce_mesh(mesh) -> trimesh.Trimesh:
+    if isinstance(mesh, trimesh.Scene):
+        mesh = mesh.to_mesh()  # bakes node transforms, as viewers show them
+    if not isinstance(mesh, trimesh.Trimesh):
+        raise TypeError(f"expected a trimesh.Trimesh, Scene or a mesh file path, got {type(mesh).__name__}")
+    if len(mesh.faces) == 0:
+        raise MeshFileError("mesh has no faces (a point cloud or an empty file?)")
+    return mesh
+
+
+def normalize_to_unit_cube(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Copy of ``mesh`` scaled into [-0.5, 0.5]³ by the public convention (one scalar min/max).
+
+    Not per-axis centring: an off-origin mesh ends up off-centre (and smaller), as in the public
+    pipeline, so that grids match the VQ-VAE's training data.
+    """
+    mesh = _coerce_mesh(mesh)
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    lo, hi = v.min(), v.max()
+    if not np.isfinite([lo, hi]).all() or hi - lo <= 0:
+        raise ValueError("mesh has zero or non-finite extent; it cannot be normalised")
+    out = mesh.copy()
+    out.vertices = (v - lo) / (hi - lo) - 0.5
+    return out
+
+
+def _format_of(path: Path, format: str | None = None) -> str:
+    fmt = (format or path.suffix).lower().lstrip(".")
+    if not fmt:
+        raise MeshFileError(f"cannot tell the format of {path}: no extension; supported: {', '.join(SUPPORTED_FORMATS)}")
+    return fmt
+
+
+def mesh_to_occupancy(
+    mesh_or_path,
+    resolution: int = 64,
+    up: Literal["z", "y"] | None = None,
+) -> np.ndarray:
+    """Surface-shell occupancy [R,R,R] (bool, index x,y,z, z up) of a mesh, as the public pipeline makes it.
+
+    ``up`` is the mesh's up axis. None means "y" for .glb/.gltf/.obj paths (those files are y-up,
+    and the public code rotates both) and "z" otherwise, including in-memory meshes. As in the
+    public code, the scalar normalisation happens in the mesh's own frame, before the rotation.
+
+    The shell is every voxel holding a vertex of the mesh subdivided to edges <= half a voxel.
+    Every surface point is then within 0.29 voxel of a vertex, so no 6-connected path of empty
+    voxels can cross the surface: closed meshes give closed shells however thin or tilted, and
+    the shell is a subset of the exactly-intersected voxels (it skips only grazed corners).
+    """
+    if resolution < 2:
+        raise ValueError(f"resolution must be >= 2, got {resolution}")
+    if isinstance(mesh_or_path, (str, os.PathLike)):
+        path = Path(mesh_or_path)
+        if up is None:
+            up = "y" if _format_of(path) in Y_UP_FORMATS else "z"
+        mesh_or_path = _read(path)  # raw file coordinates: trimesh keeps the file's axes
+    up = up or "z"
+    if up not in ("y", "z"):
+        raise ValueError(f"up must be 'z' or 'y', got {up!r}")
+
+    mesh = normalize_to_unit_cube(mesh_or_path)
+    if up == "y":
+        mesh.apply_transform(Y_UP_TO_Z_UP)  # about the cube's centre, so it stays in the cube
+    verts, _ = trimesh.remesh.subdivide_to_size(
+        mesh.vertices, mesh.faces, max_edge=0.5 / resolution, max_iter=16
+    )
+    # floor() gives voxel i the half-open [i/R - 0.5, (i+1)/R - 0.5); +0.5 itself joins voxel R-1.
+    idx = np.clip(np.floor((verts + 0.5) * resolution).astype(np.int64), 0, resolution - 1)
+    grid = np.zeros((resolution,) * 3, dtype=bool)
+    grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+    return grid
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> trimesh.Trimesh:
+    """Any file trimesh reads, as one mesh in the file's own coordinates; failures say which file."""
+    if not path.is_file():
+        raise MeshFileError(f"no such mesh file: {path}")
+    try:
+        mesh = trimesh.load_mesh(path)
+    except Exception as e:  # trimesh raises anything from ValueError to NotImplementedError
+        raise MeshFileError(f"could not read {path} as a mesh: {e}") from e
+    try:
+        return _coerce_mesh(mesh)
+    except MeshFileError as e:
+        raise MeshFileError(f"{path}: {e}") from None
+
+
+def _check_format(fmt: str, what: str) -> None:
+    if fmt not in SUPPORTED_FORMATS:
+        raise MeshFileError(f"cannot {what} format {fmt!r}; supported: {', '.join(SUPPORTED_FORMATS)}")
+
+
+def export_mesh(mesh: trimesh.Trimesh, path, format: str | None = None) -> Path:
+    """Write a z-up mesh as GLB/OBJ/PLY/STL (by extension, or ``format``) in that format's up axis.
+
+    The file appears only when complete (temp file + rename), so a crash never leaves a
+    half-written file that looks finished.
+    """
+    path = Path(path)
+    fmt = _format_of(path, format)
+    _check_format(fmt, "export")
+    if isinstance(mesh, trimesh.Scene):
+        mesh = mesh.to_mesh()
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) == 0:
+        raise MeshFileError(f"refusing to write {path}: the mesh is empty (no faces)")
+
+    out = mesh.copy()
+    if fmt in Y_UP_FORMATS:
+        out.apply_transform(Z_UP_TO_Y_UP)
+    data = out.export(file_type=fmt)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder, so the rename is atomic; not mkstemp, whose 0600 mode would survive the rename.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_mesh(path) -> trimesh.Trimesh:
+    """Read a mesh file into ar3d's z-up frame (inverse of export_mesh's per-format rotation)."""
+    path = Path(path)
+    fmt = _format_of(path)
+    if fmt != "gltf":  # .gltf is y-up like .glb and reads fine; we only never write it
+        _check_format(fmt, "load")
+    mesh = _read(path)
+    if fmt in Y_UP_FORMATS:
+        mesh.apply_transform(Y_UP_TO_Z_UP)
+    return mesh

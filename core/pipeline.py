@@ -1,0 +1,89 @@
+"""prompt → plan + codes (policy) → occupancy (VQ-VAE) → mesh: the whole chain in one call.
+
+The CLI, the server and the trainer all go through `TextTo3D`, so a mesh made anywhere in ar3d
+is made the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .engine import SamplingConfig
+from .hub import resolve_vqvae
+from .mesh import DegenerateOccupancyError, MeshConfig, occupancy_to_mesh
+from .policy import GenerationResult, Policy, Sample
+from .vqvae import VQVAE3D, load_vqvae
+
+
+@dataclass
+class MeshResult:
+    sample: Sample
+    occupancy: np.ndarray  # bool [64, 64, 64], (x, y, z), z-up: the decoded surface shell
+    mesh: object | None  # trimesh.Trimesh in ar3d's z-up unit cube; None when degenerate
+    error: str | None = None  # why there is no mesh (e.g. an empty decoded grid)
+    coarse_occupancy: np.ndarray | None = None  # two-step only: the step-1 shape
+    coarse_mesh: object | None = None
+
+
+@dataclass
+class PipelineOutput:
+    results: list[MeshResult]
+    generation: GenerationResult
+    timings: dict = field(default_factory=dict)
+
+
+class TextTo3D:
+    def __init__(self, policy: Policy, vqvae: VQVAE3D, mesh_config: MeshConfig | None = None, vqvae_path: str = ""):
+        self.policy, self.vqvae, self.mesh_config = policy, vqvae, mesh_config or MeshConfig()
+        self.vqvae_path = vqvae_path
+        if vqvae.config.num_embeddings != policy.vocab.num_codes:
+            raise ValueError(
+                f"the VQ-VAE has {vqvae.config.num_embeddings} codes but the policy writes "
+                f"{policy.vocab.num_codes}: they are not a pair. Use the VQ-VAE that belongs to the model."
+            )
+
+    @classmethod
+    def load(cls, model=None, vqvae=None, device: str | None = None, dtype=None, mesh_config=None) -> "TextTo3D":
+        policy = Policy.load(model, device=device, dtype=dtype)
+        vqvae_path = resolve_vqvae(vqvae, policy.path)
+        device = policy.model.device
+        # The released blocks are fp16; on a GPU run them so (norms stay fp32), on a CPU in fp32.
+        vq = load_vqvae(vqvae_path, device=device, dtype=torch.float16 if device.type == "cuda" else None)
+        return cls(policy, vq, mesh_config, str(vqvae_path))
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Codes [N, 1024] → bool occupancy [N, 64, 64, 64]."""
+        codes_t = torch.as_tensor(np.asarray(codes).reshape(-1, self.vqvae.config.tokens), dtype=torch.long)
+        with torch.inference_mode():
+            occ = self.vqvae.decode_occupancy(codes_t.to(next(self.vqvae.parameters()).device))
+        return occ.reshape(occ.shape[0], *occ.shape[-3:]).cpu().numpy()
+
+    def mesh(self, occupancy: np.ndarray):
+        """Occupancy → (mesh, None), or (None, reason) when the shape is degenerate."""
+        try:
+            return occupancy_to_mesh(occupancy, self.mesh_config), None
+        except DegenerateOccupancyError as e:
+            return None, str(e)
+
+    def generate(self, prompts, samples: int = 1, two_step: bool = False, sampling: SamplingConfig | None = None,
+                 seed: int | None = None, progress=None, should_stop=None) -> PipelineOutput:  # fmt: skip
+        gen = self.policy.generate(prompts, samples, two_step, sampling, seed, progress, should_stop)
+        t0 = time.perf_counter()
+        final = self.decode(np.stack([s.codes for s in gen.samples]))
+        coarse = self.decode(np.stack([s.steps[0].codes for s in gen.samples])) if two_step else None
+        t1 = time.perf_counter()
+        results = []
+        for i, sample in enumerate(gen.samples):
+            mesh, error = self.mesh(final[i])
+            r = MeshResult(sample, final[i], mesh, error)
+            if coarse is not None:
+                r.coarse_occupancy = coarse[i]
+                r.coarse_mesh, _ = self.mesh(coarse[i])
+            results.append(r)
+        t2 = time.perf_counter()
+        timings = dict(gen.timings, generate_seconds=gen.seconds, decode_seconds=t1 - t0, mesh_seconds=t2 - t1)
+        return PipelineOutput(results, gen, timings)

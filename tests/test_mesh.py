@@ -1,0 +1,329 @@
+"""ar3d.core.mesh: occupancy <-> mesh, the public voxelisation convention, and file axes."""
+
+import importlib.util
+import os
+import warnings
+
+import numpy as np
+import pytest
+import trimesh
+from scipy import ndimage
+
+from ar3d.core.errors import Ar3dError
+from ar3d.core.mesh import (
+    SUPPORTED_FORMATS,
+    DegenerateOccupancyError,
+    MeshConfig,
+    MeshFileError,
+    export_mesh,
+    load_mesh,
+    mesh_to_occupancy,
+    normalize_to_unit_cube,
+    occupancy_to_mesh,
+)
+
+R = 64
+RAW = MeshConfig(smoothing_iterations=0)  # exact vertex positions, for coordinate checks
+
+
+def centres(res=R):
+    """Voxel-centre coordinates [R,R,R,3] under the convention (i + 0.5)/R - 0.5."""
+    return (np.indices((res,) * 3).transpose(1, 2, 3, 0) + 0.5) / res - 0.5
+
+
+def box_grid(lo, hi, res=R, shell=True):
+    """Voxels lo..hi inclusive per axis; the box's outer layer only when shell."""
+    g = np.zeros((res,) * 3, bool)
+    g[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1] = True
+    return g & ~ndimage.binary_erosion(g) if shell else g
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def assert_good_mesh(m):
+    assert len(m.faces) > 0
+    assert m.is_watertight and m.is_winding_consistent
+    assert m.volume > 0  # outward normals
+    assert (m.bounds >= -0.5).all() and (m.bounds <= 0.5).all()
+
+
+# ---- occupancy -> mesh -----------------------------------------------------------------------
+
+
+def test_sphere_shell_gives_watertight_mesh_with_analytic_volume():
+    radius = 0.4
+    shell = np.abs(np.linalg.norm(centres(), axis=-1) - radius) <= 0.5 / R
+    for config in (MeshConfig(), RAW):
+        m = occupancy_to_mesh(shell, config)
+        assert_good_mesh(m)
+        assert m.volume == pytest.approx(4 / 3 * np.pi * radius**3, rel=0.05)
+        assert m.bounds == pytest.approx(np.array([[-radius] * 3, [radius] * 3]), abs=1.5 / R)
+
+
+def test_vertices_follow_the_voxel_centre_convention():
+    lo, hi = (10, 20, 5), (40, 30, 60)
+    for offset in (0.1, 0.5):
+        m = occupancy_to_mesh(box_grid(lo, hi), MeshConfig(smoothing_iterations=0, surface_offset=offset))
+        # the surface lies `offset` voxels outside the centres of the outermost voxels
+        expect = np.array([[(i + 0.5 - offset) / R - 0.5 for i in lo], [(i + 0.5 + offset) / R - 0.5 for i in hi]])
+        assert m.bounds == pytest.approx(expect, abs=1e-6)  # marching cubes works in float32
+        side = (np.array(hi) - lo + 2 * offset) / R
+        assert m.volume == pytest.approx(np.prod(side), rel=0.02)  # only the edges are chamfered
+
+
+def test_solid_and_shell_give_the_same_mesh():
+    lo, hi = (8, 12, 16), (50, 40, 60)
+    shell = occupancy_to_mesh(box_grid(lo, hi, shell=True))
+    solid = occupancy_to_mesh(box_grid(lo, hi, shell=False))
+    assert np.array_equal(shell.vertices, solid.vertices) and np.array_equal(shell.faces, solid.faces)
+
+
+def test_accepts_uint8_float01_and_torch_with_batch_dim():
+    grid = box_grid((5, 5, 5), (30, 40, 50))
+    ref = occupancy_to_mesh(grid, RAW)
+    for other in (grid.astype(np.uint8), grid.astype(np.float32)[None]):
+        assert np.array_equal(occupancy_to_mesh(other, RAW).vertices, ref.vertices)
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(grid)[None]
+    assert np.array_equal(occupancy_to_mesh(t, RAW).vertices, ref.vertices)
+    with pytest.raises(TypeError, match="logits > 0"):
+        occupancy_to_mesh(torch.randn(R, R, R))
+    with pytest.raises(ValueError, match="cubic"):
+        occupancy_to_mesh(np.ones((4, 4, 5), bool))
+
+
+def test_object_touching_the_grid_border_is_closed():
+    m = occupancy_to_mesh(box_grid((0, 0, 0), (63, 63, 63)))
+    assert_good_mesh(m)
+    assert m.bounds == pytest.approx(np.array([[-0.5] * 3, [0.5] * 3]), abs=1 / R)
+
+
+def test_pinholes_are_sealed_before_filling():
+    grid = box_grid((10, 10, 10), (50, 50, 50))
+    grid[30, 30, 10] = grid[10, 20, 20] = False  # two holes through the shell
+    m = occupancy_to_mesh(grid, RAW)
+    assert_good_mesh(m)
+    assert m.volume == pytest.approx((40.2 / R) ** 3, rel=0.03)  # filled, not a double wall
+    leaky = occupancy_to_mesh(grid, MeshConfig(closing_iterations=0, smoothing_iterations=0))
+    assert leaky.volume < 0.3 * m.volume  # without the closing the fill leaks: only the wall is left
+
+
+# ---- degenerate grids -------------------------------------------------------------------------
+
+
+def test_empty_grid_is_a_clear_error():
+    with pytest.raises(DegenerateOccupancyError, match="empty.*resample"):
+        occupancy_to_mesh(np.zeros((R, R, R), bool))
+
+
+def test_full_grid_is_a_clear_error():
+    with pytest.raises(DegenerateOccupancyError, match="100% of the grid is occupied"):
+        occupancy_to_mesh(np.ones((R, R, R), bool))
+    noisy = np.random.default_rng(0).random((R, R, R)) < 0.95
+    with pytest.raises(DegenerateOccupancyError, match="occupied"):
+        occupancy_to_mesh(noisy)
+
+
+def test_dust_only_is_a_clear_error():
+    dust = np.zeros((R, R, R), bool)
+    dust[::8, ::8, ::8] = True  # 512 isolated voxels
+    with pytest.raises(DegenerateOccupancyError, match="only dust: 512"):
+        occupancy_to_mesh(dust)
+    assert issubclass(DegenerateOccupancyError, Ar3dError) and issubclass(DegenerateOccupancyError, ValueError)
+
+
+def test_dust_next_to_an_object_is_removed():
+    grid = box_grid((10, 10, 10), (40, 40, 40))
+    dusty = grid.copy()
+    dusty[50:52, 50, 50] = dusty[60, 5, 5] = dusty[2, 60, 30] = True
+    clean, cleaned = occupancy_to_mesh(grid, RAW), occupancy_to_mesh(dusty, RAW)
+    assert np.array_equal(clean.vertices, cleaned.vertices)
+    assert len(cleaned.split(only_watertight=False)) == 1
+
+
+def test_keep_largest_only():
+    grid = box_grid((2, 2, 2), (30, 30, 30)) | box_grid((40, 40, 40), (50, 50, 50))
+    assert len(occupancy_to_mesh(grid, RAW).split(only_watertight=False)) == 2
+    big = occupancy_to_mesh(grid, MeshConfig(keep_largest_only=True, smoothing_iterations=0))
+    assert len(big.split(only_watertight=False)) == 1 and big.bounds[1, 0] < 0
+
+
+def test_bad_config_values_are_refused():
+    with pytest.raises(ValueError, match="surface_offset"):
+        MeshConfig(surface_offset=0.0)
+    with pytest.raises(ValueError, match="max_fill_fraction"):
+        MeshConfig(max_fill_fraction=1.5)
+
+
+def test_decimation_needs_its_backend_and_keeps_the_mesh_closed():
+    grid = mesh_to_occupancy(trimesh.creation.torus(0.35, 0.12))
+    config = MeshConfig(decimate_to_faces=2000)
+    if importlib.util.find_spec("fast_simplification") is None:
+        with pytest.raises(ImportError, match="pip install fast-simplification") as e:
+            occupancy_to_mesh(grid, config)
+        assert isinstance(e.value, Ar3dError)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m = occupancy_to_mesh(grid, config)
+        assert_good_mesh(m)
+
+
+# ---- mesh -> occupancy ------------------------------------------------------------------------
+
+
+def test_box_voxelises_to_the_expected_shell():
+    grid = mesh_to_occupancy(trimesh.creation.box((1.0, 0.6, 0.3)))
+    assert grid.dtype == bool and grid.shape == (R, R, R)
+    # longest axis -> exactly 64 voxels; the others: floor((±e/2 + 0.5) * 64)
+    expect = box_grid((0, 12, 22), (63, 51, 41))
+    assert np.array_equal(grid, expect)
+
+
+def test_normalisation_is_one_scalar_min_max():
+    box = trimesh.creation.box(bounds=[[0, 0, 0], [1, 1, 3]])
+    n = normalize_to_unit_cube(box)
+    assert n.bounds == pytest.approx(np.array([[-0.5, -0.5, -0.5], [-1 / 6, -1 / 6, 0.5]]))
+    assert box.bounds[1, 2] == 3  # input untouched
+    grid = mesh_to_occupancy(box)
+    occupied = np.argwhere(grid)
+    assert occupied.min(0).tolist() == [0, 0, 0] and occupied.max(0).tolist() == [21, 21, 63]
+    with pytest.raises(ValueError, match="zero"):
+        normalize_to_unit_cube(trimesh.Trimesh([[0, 0, 0]] * 3, [[0, 1, 2]]))
+
+
+@pytest.mark.parametrize("mesh", [trimesh.creation.icosphere(3, 0.5), trimesh.creation.torus(0.35, 0.12)])
+def test_closed_surfaces_give_closed_shells(mesh):
+    mesh = mesh.copy()
+    mesh.apply_transform(trimesh.transformations.random_rotation_matrix(seed=1))
+    shell = mesh_to_occupancy(mesh)
+    assert ndimage.label(shell, np.ones((3, 3, 3)))[1] == 1  # one 26-connected shell
+    empty_parts = ndimage.label(~shell)[1]  # 6-connected: a hole would merge inside and outside
+    assert empty_parts == 2
+
+
+def test_thin_tilted_plate_is_a_hole_free_sheet():
+    # A zero-thickness sheet z = 0.3x + 0.2y across the whole cube: it must split the empty
+    # voxels into exactly two 6-connected parts (above and below), i.e. have no pinholes.
+    xy = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+    verts = np.column_stack([xy, xy @ [0.3, 0.2]])
+    sheet = trimesh.Trimesh(verts, [[0, 1, 2], [0, 2, 3]])
+    shell = mesh_to_occupancy(sheet)
+    assert ndimage.label(shell, np.ones((3, 3, 3)))[1] == 1
+    assert ndimage.label(~shell)[1] == 2
+    assert shell.sum() < 1.5 * R * R  # a sheet, not a slab
+
+
+def test_round_trip_mesh_occupancy_mesh_occupancy():
+    box = trimesh.creation.box((1.0, 0.6, 0.3))
+    g1 = mesh_to_occupancy(box)
+    g2 = mesh_to_occupancy(occupancy_to_mesh(g1))
+    assert iou(g1, g2) >= 0.9
+    torus = trimesh.creation.torus(0.35, 0.12)
+    g1 = mesh_to_occupancy(torus)
+    g2 = mesh_to_occupancy(occupancy_to_mesh(g1))
+    # Compared as solids: the shells of a curved surface are one voxel thick, so a shift of a
+    # fraction of a voxel already halves their IoU (see the module's surface_offset notes).
+    assert iou(ndimage.binary_fill_holes(g1), ndimage.binary_fill_holes(g2)) >= 0.9
+
+
+def test_y_up_meshes_are_rotated_plus_90_about_x():
+    # glTF-style: tall along +y, a bump on +z (glTF's front). In the grid: tall along z, the
+    # bump toward -y (Blender's front), exactly as the public code's +90° rotation about x.
+    tall = trimesh.creation.box((0.2, 1.0, 0.2))
+    bump = trimesh.creation.box((0.1, 0.1, 0.1))
+    bump.apply_translation((0, 0, 0.15))
+    gltf_style = trimesh.util.concatenate([tall, bump])
+    grid = mesh_to_occupancy(gltf_style, up="y")
+    ext = np.ptp(np.argwhere(grid), axis=0)
+    assert ext[2] == 63 and ext[1] < 32
+    bump_voxels = np.argwhere(grid & (np.abs(centres()[..., 1]) > 0.15))
+    assert len(bump_voxels) and (bump_voxels[:, 1] < R // 2).all()
+    assert np.array_equal(grid, mesh_to_occupancy(gltf_style.copy().apply_transform(
+        trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))))
+
+
+# ---- files and axes ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tall_mesh():
+    """Tall in z, off-centre toward +x and -y (Blender's front), from a grid."""
+    return occupancy_to_mesh(box_grid((40, 10, 2), (50, 20, 61)))
+
+
+@pytest.mark.parametrize("fmt, up", [("glb", 1), ("obj", 1), ("ply", 2), ("stl", 2)])
+def test_tall_in_the_grid_is_tall_in_each_file(tmp_path, tall_mesh, fmt, up):
+    path = export_mesh(tall_mesh, tmp_path / f"tall.{fmt}")
+    raw = trimesh.load(path, force="mesh")  # raw file coordinates: trimesh never changes axes
+    assert np.argmax(np.ptp(raw.vertices, axis=0)) == up
+    # The file holds exactly the documented mapping of our coordinates.
+    x, y, z = tall_mesh.bounds.T
+    mapped = np.column_stack([x, z, -y[::-1]]) if up == 1 else tall_mesh.bounds
+    assert raw.bounds == pytest.approx(mapped, abs=1e-6)
+    if fmt == "glb":
+        # Blender's glTF import: (x, y, z) -> (x, -z, y). Tall in z, and front still -y.
+        bx, by, bz = raw.bounds.T
+        blender = np.column_stack([bx, -bz[::-1], by])
+        assert blender == pytest.approx(tall_mesh.bounds, abs=1e-6)
+        assert blender[1, 1] < 0
+
+
+@pytest.mark.parametrize("fmt", SUPPORTED_FORMATS)
+def test_exported_files_load_back_watertight_and_z_up(tmp_path, tall_mesh, fmt):
+    path = export_mesh(tall_mesh, tmp_path / "sub" / f"out.{fmt.upper()}")
+    assert path.exists() and path.stat().st_size > 0
+    back = load_mesh(path)
+    assert back.is_watertight and back.is_winding_consistent and back.volume > 0
+    assert back.bounds == pytest.approx(tall_mesh.bounds, abs=1e-6)
+    assert back.volume == pytest.approx(tall_mesh.volume, rel=1e-4)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
+
+
+def test_format_argument_overrides_extension(tmp_path, tall_mesh):
+    path = export_mesh(tall_mesh, tmp_path / "mesh.bin", format="GLB")
+    assert path.read_bytes()[:4] == b"glTF"
+
+
+def test_glb_path_voxelises_as_y_up(tmp_path):
+    box = trimesh.creation.box((0.3, 0.5, 1.0))  # centred, tall in z
+    path = export_mesh(box, tmp_path / "box.glb")  # stored tall in y
+    assert np.array_equal(mesh_to_occupancy(path), mesh_to_occupancy(box))
+    assert not np.array_equal(mesh_to_occupancy(path, up="z"), mesh_to_occupancy(box))
+
+
+def test_a_failed_write_leaves_no_file(tmp_path, tall_mesh, monkeypatch):
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        export_mesh(tall_mesh, tmp_path / "mesh.glb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_format_is_a_clear_error(tmp_path, tall_mesh):
+    with pytest.raises(MeshFileError, match="'fbx'.*glb, obj, ply, stl"):
+        export_mesh(tall_mesh, tmp_path / "mesh.fbx")
+    with pytest.raises(MeshFileError, match="no extension"):
+        export_mesh(tall_mesh, tmp_path / "mesh")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_files_are_clear_errors(tmp_path):
+    with pytest.raises(MeshFileError, match="no such mesh file"):
+        mesh_to_occupancy(tmp_path / "missing.glb")
+    (tmp_path / "broken.glb").write_bytes(b"not a glb")
+    with pytest.raises(MeshFileError, match="could not read .*broken.glb"):
+        load_mesh(tmp_path / "broken.glb")
+
+
+def test_empty_mesh_is_never_written(tmp_path):
+    with pytest.raises(MeshFileError, match="empty"):
+        export_mesh(trimesh.Trimesh(), tmp_path / "empty.glb")
+    assert not (tmp_path / "empty.glb").exists()
