@@ -161,16 +161,21 @@ def time_bare_decode(policy, batch, device, tokens) -> float | None:
 
     model = policy.model
     ids, mask = prompt_batch(policy, batch, device)
+    L = ids.shape[1]
+    # Text-only multimodal RoPE: the three position rows are equal; passed explicitly so that no
+    # state left on the model by an earlier `generate` (rope_deltas) enters.
+    pos = lambda start, n: torch.arange(start, start + n, device=device).view(1, 1, n).expand(3, batch, n)  # noqa: E731
     try:
         with torch.inference_mode():
             cache = DynamicCache(config=model.config)
-            out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos(0, L), past_key_values=cache,
+                        use_cache=True, logits_to_keep=1)  # fmt: skip
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-            full_mask = torch.ones(batch, ids.shape[1] + tokens + 8, dtype=mask.dtype, device=device)
+            full_mask = torch.ones(batch, L + tokens + 8, dtype=mask.dtype, device=device)
 
             def step(i):
                 nonlocal nxt
-                o = model(input_ids=nxt, attention_mask=full_mask[:, : ids.shape[1] + i + 1],
+                o = model(input_ids=nxt, attention_mask=full_mask[:, : L + i + 1], position_ids=pos(L + i, 1),
                           past_key_values=cache, use_cache=True)  # fmt: skip
                 nxt = o.logits[:, -1].argmax(-1, keepdim=True)
 
@@ -181,6 +186,7 @@ def time_bare_decode(policy, batch, device, tokens) -> float | None:
             for i in range(4, 4 + tokens):
                 step(i)
             _sync(device)
+            assert cache.get_seq_length() == L + 4 + tokens
             return (time.perf_counter() - t0) / tokens
     except Exception as e:  # a transformers version whose forward wants other arguments
         print(f"bare decode loop skipped: {type(e).__name__}: {e}", file=sys.stderr)
@@ -216,7 +222,7 @@ def warm_up(policy, batches, device):
 
 # --- report -----------------------------------------------------------------------------------
 def _gb(x):
-    return f"{x / 1e9:.2f} GB"
+    return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.2f} MB"
 
 
 def table(res: dict) -> str:

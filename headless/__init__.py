@@ -1,0 +1,5 @@
+"""ar3d.headless: six-view Blender (bpy) renders as a library, a worker pool and a render-farm CLI.
+
+`views` (camera layouts) needs only numpy; `render` needs bpy (extra `render`, Python 3.11);
+`pool` runs renders in long-lived worker processes so the caller never imports bpy.
+"""
