@@ -9,10 +9,16 @@ Next to it: the text weights' bytes, a measured device-to-device copy bandwidth,
 they give (every decode step must read all text weights once: bytes / bandwidth per token,
 times 1026 tokens per call, whatever the batch). To show where the time goes, it also times
 a few dozen tokens of plain transformers `generate` (no ar3d constraint) and of a bare eager
-forward loop (KV cache, argmax on the device, no host synchronisation per token).
+forward loop (KV cache, argmax on the device, no host synchronisation per token), once before
+the first and once after the last `Policy.generate` call.
+
+After a short warm-up, the first full-length call at each batch size is reported as *cold* and
+the median of the later calls as *warm*: on the H200 machines the cold call ran ~2.7x slower
+(see BENCHMARKS.md), and a user's first mesh after loading is a cold call.
 
     python scripts/bench_generate.py --out bench.json                 # GPU, real 7B shape
     python scripts/bench_generate.py --tiny --batches 1               # CPU smoke test
+    python scripts/bench_generate.py --render bench.json              # table of a saved result
 
 The table is printed last; the JSON (`--out`) holds every number and the environment.
 """
@@ -208,7 +214,7 @@ def time_policy_generate(policy, batch, device, seed):
 
 
 def warm_up(policy, batches, device):
-    """Short generate at every batch size (kernels, cuBLAS handles, allocator), then one constrained call."""
+    """Short generate (8 tokens) at every batch size: CUDA context, kernels, library handles."""
     from transformers import GenerationConfig
 
     for b in batches:
@@ -225,6 +231,39 @@ def _gb(x):
     return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.2f} MB"
 
 
+def summarize(res: dict) -> dict:
+    """Derived numbers of each batch from its raw calls and breakdown rows (also for a saved JSON).
+
+    The first constrained call at a batch size in a fresh process is the cold one; on the H200
+    machines it ran ~2.7x slower than the next calls, so cold and warm are reported apart. The
+    headline (`seconds_per_call`) is the warm median, or the cold call if there is only one.
+    """
+    floor_call = res["floor"]["seconds_per_call"]
+    for r in res["runs"]:
+        b, walls = r["batch"], [c["wall_s"] for c in r["calls"]]
+        bd = r.get("breakdown", [])
+        r["prefill_s"] = statistics.median(x["prefill_s"] for x in bd) if bd else r.get("prefill_s", 0.0)
+        cold = walls[0]
+        warm = statistics.median(walls[1:]) if len(walls) > 1 else None
+        sec = warm if warm is not None else cold
+        per_tok = lambda t: (t - r["prefill_s"]) / (NEW_TOKENS - 1) * 1e3  # noqa: E731
+        r.update(
+            seconds_per_call_all=walls,
+            cold_seconds_per_call=cold,
+            warm_seconds_per_call=warm,
+            seconds_per_call=sec,
+            seconds_per_mesh=sec / b,
+            tokens_per_s=b * NEW_TOKENS / sec,
+            decode_ms_per_token=per_tok(sec),
+            cold_decode_ms_per_token=per_tok(cold),
+            peak_bytes=max((c["peak_bytes"] or 0) for c in r["calls"]) or None,
+            floor_seconds_per_mesh=floor_call / b,
+            floor_fraction=floor_call / sec,
+            cold_floor_fraction=floor_call / cold,
+        )
+    return res
+
+
 def table(res: dict) -> str:
     floor_call = res["floor"]["seconds_per_call"]
     lines = [
@@ -236,24 +275,30 @@ def table(res: dict) -> str:
         f"copy bandwidth {res['bandwidth']['bytes_per_s'] / 1e12:.2f} TB/s (read+write) → floor "
         f"{res['floor']['seconds_per_token'] * 1e3:.2f} ms/token, {floor_call:.2f} s per call of {NEW_TOKENS} tokens.",
         "",
-        "| batch | s / call | s / mesh | tokens/s | prefill | ms / token (decode) | peak GPU mem | floor s / mesh | floor / measured |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| batch | calls, s (first = cold) | warm s / call | warm s / mesh | warm tokens/s | prefill | warm ms / token "
+        "| peak GPU mem | floor s / mesh | floor / warm | floor / cold |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["runs"]:
         peak = _gb(r["peak_bytes"]) if r["peak_bytes"] is not None else "n/a"
         lines.append(
-            f"| {r['batch']} | {r['seconds_per_call']:.2f} | {r['seconds_per_mesh']:.2f} | {r['tokens_per_s']:.1f} | "
-            f"{r['prefill_s'] * 1e3:.1f} ms | {r['decode_ms_per_token']:.1f} | {peak} | "
-            f"{r['floor_seconds_per_mesh']:.2f} | {r['floor_fraction'] * 100:.1f}% |"
+            f"| {r['batch']} | {', '.join(f'{w:.1f}' for w in r['seconds_per_call_all'])} | {r['seconds_per_call']:.2f} | "
+            f"{r['seconds_per_mesh']:.2f} | {r['tokens_per_s']:.1f} | {r['prefill_s'] * 1e3:.1f} ms | "
+            f"{r['decode_ms_per_token']:.1f} | {peak} | {r['floor_seconds_per_mesh']:.2f} | "
+            f"{r['floor_fraction'] * 100:.1f}% | {r['cold_floor_fraction'] * 100:.1f}% |"
         )
-    lines += ["", "Per-token breakdown (ms per decode step):", "",
-              "| batch | floor | bare eager forward loop | plain HF generate | ar3d Policy.generate |",
+    lines += ["", "Per decode step, ms (before / after: measured before the first and after the last Policy.generate call):", "",
+              "| batch | floor | bare eager forward loop, before / after | plain HF generate, before / after "
+              "| ar3d Policy.generate, cold / warm |",
               "|---:|---:|---:|---:|---:|"]  # fmt: skip
+    fmt = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
     for r in res["runs"]:
-        bare = f"{r['bare_decode_ms_per_token']:.1f}" if r["bare_decode_ms_per_token"] is not None else "n/a"
+        bd = {x["when"]: x for x in r.get("breakdown", [])}
+        pick = lambda key: " / ".join(fmt(bd[w][key]) if w in bd else "n/a" for w in ("before", "after"))  # noqa: E731
         lines.append(
-            f"| {r['batch']} | {res['floor']['seconds_per_token'] * 1e3:.2f} | {bare} | "
-            f"{r['plain_generate_ms_per_token']:.1f} | {r['decode_ms_per_token']:.1f} |"
+            f"| {r['batch']} | {res['floor']['seconds_per_token'] * 1e3:.2f} | {pick('bare_decode_ms_per_token')} | "
+            f"{pick('plain_generate_ms_per_token')} | {r['cold_decode_ms_per_token']:.1f} / "
+            f"{fmt(r['decode_ms_per_token'] if r['warm_seconds_per_call'] is not None else None)} |"
         )
     return "\n".join(lines)
 
@@ -262,14 +307,20 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", action="store_true", help="the tiny default PolicyShape (CPU smoke test)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--repeats", type=int, default=2, help="timed Policy.generate calls per batch (median)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed Policy.generate calls per batch: the first is reported as cold, the median of the rest as warm")
     ap.add_argument("--breakdown-tokens", type=int, default=48, help="tokens for the plain-generate / bare-loop rows")
     ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
     ap.add_argument("--copy-bytes", type=float, default=None, help="copy-bandwidth tensor size (default 4 GiB GPU, 256 MiB CPU)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here (rewritten after each run)")
+    ap.add_argument("--render", type=Path, default=None, help="only print the table of a saved JSON result")
     args = ap.parse_args(argv)
+    if args.render:
+        res = summarize(json.loads(args.render.read_text()))
+        print(table(res))
+        return res
 
     import transformers
 
@@ -285,7 +336,7 @@ def main(argv=None):
     }
     print(f"env: {env}", flush=True)
 
-    t0 = time.perf_counter()
+    t_start = t0 = time.perf_counter()
     policy, shape = build_policy(args.tiny, device, dtype, args.seed)
     build_s = time.perf_counter() - t0
     weights = weight_bytes(policy.model)
@@ -326,35 +377,33 @@ def main(argv=None):
     warm_up(policy, args.batches, device)
     print(f"warm-up {time.perf_counter() - t0:.1f} s", flush=True)
 
-    rows = {}
-    for b in args.batches:  # the cheap rows first
-        prefill = time_prefill(policy, b, device)
-        plain = time_plain_generate(policy, b, device, args.breakdown_tokens)
-        bare = time_bare_decode(policy, b, device, args.breakdown_tokens)
-        rows[b] = {"batch": b, "prefill_s": prefill, "plain_generate_ms_per_token": plain * 1e3,
-                   "bare_decode_ms_per_token": None if bare is None else bare * 1e3, "calls": []}  # fmt: skip
-        print(f"batch {b}: prefill {prefill * 1e3:.1f} ms, plain generate {plain * 1e3:.1f} ms/token, "
-              f"bare loop {'n/a' if bare is None else f'{bare * 1e3:.1f}'} ms/token", flush=True)  # fmt: skip
+    def breakdown(when):
+        for b in args.batches:
+            prefill = time_prefill(policy, b, device)
+            plain = time_plain_generate(policy, b, device, args.breakdown_tokens)
+            bare = time_bare_decode(policy, b, device, args.breakdown_tokens)
+            rows[b]["breakdown"].append({"when": when, "t": time.perf_counter() - t_start, "prefill_s": prefill,
+                                         "plain_generate_ms_per_token": plain * 1e3,
+                                         "bare_decode_ms_per_token": None if bare is None else bare * 1e3})  # fmt: skip
+            print(f"[{time.perf_counter() - t_start:6.1f} s] batch {b} ({when}): prefill {prefill * 1e3:.1f} ms, "
+                  f"plain generate {plain * 1e3:.1f} ms/token, "
+                  f"bare loop {'n/a' if bare is None else f'{bare * 1e3:.1f}'} ms/token", flush=True)  # fmt: skip
+
+    rows = {b: {"batch": b, "breakdown": [], "calls": []} for b in args.batches}
+    breakdown("before")  # the cheap rows first
     for rep in range(args.repeats):  # interleaved, so drift shows in both batches
         for b in args.batches:
             call = time_policy_generate(policy, b, device, args.seed + rep)
+            call["t"] = time.perf_counter() - t_start
             rows[b]["calls"].append(call)
-            print(f"batch {b} call {rep + 1}: {call['wall_s']:.2f} s (engine {call['engine_s']:.2f} s)", flush=True)
-            r = rows[b]
-            walls = [c["wall_s"] for c in r["calls"]]
-            sec = statistics.median(walls)
-            r.update(
-                seconds_per_call=sec,
-                seconds_per_call_all=walls,
-                seconds_per_mesh=sec / b,
-                tokens_per_s=b * NEW_TOKENS / sec,
-                decode_ms_per_token=(sec - r["prefill_s"]) / (NEW_TOKENS - 1) * 1e3,
-                peak_bytes=max((c["peak_bytes"] or 0) for c in r["calls"]) or None,
-                floor_seconds_per_mesh=floor["seconds_per_call"] / b,
-                floor_fraction=floor["seconds_per_call"] / sec,
-            )
-            res["runs"] = [rows[x] for x in args.batches if "seconds_per_call" in rows[x]]
+            print(f"[{call['t']:6.1f} s] batch {b} call {rep + 1}: {call['wall_s']:.2f} s "
+                  f"(engine {call['engine_s']:.2f} s)", flush=True)  # fmt: skip
+            res["runs"] = [rows[x] for x in args.batches if rows[x]["calls"]]
+            summarize(res)
             dump()
+    if args.repeats:
+        breakdown("after")
+        summarize(res)
 
     print()
     print(table(res))
