@@ -253,6 +253,51 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_render(args) -> int:
+    from .headless.farm import collect_items, parse_shard, run_farm, shard
+    from .headless.pool import PoolConfig
+    from .headless.render import RenderConfig
+
+    i, n = parse_shard(args.shard)
+    items = shard(collect_items(args.inputs), i, n)
+    if not items:
+        raise CliError("no meshes to render in this shard")
+    background = args.background
+    if background not in ("transparent", "white"):
+        try:
+            background = tuple(float(c) for c in background.split(","))
+            assert len(background) == 3
+        except (ValueError, AssertionError):
+            raise CliError(f"--background takes transparent, white or r,g,b in 0..1, not {args.background!r}") from None
+    render_config = RenderConfig(engine=args.engine, resolution=args.resolution, samples=args.samples,
+                                 views=args.views, device=args.device, background=background)  # fmt: skip
+    pool_config = PoolConfig(workers=args.workers, timeout_s=args.timeout, max_retries=args.retries)
+    out = Path(args.out)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc="render", unit="mesh", file=sys.stderr)
+
+    def progress(done, total):
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+
+    try:
+        summary = run_farm(items, out, render_config, pool_config, force=args.force, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    shard_note = f" (shard {i}/{n})" if n > 1 else ""
+    print(f"ar3d render{shard_note}: {summary.line()}", file=sys.stderr)
+    for f in summary.failures:
+        print(f"  failed {f['id']}: {f['error']}", file=sys.stderr)
+    if summary.failed:
+        print(f"  details in {out / 'errors.jsonl'}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
 def _bpy_version():
     import importlib.util
 
@@ -302,6 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("-o", "--output")
     model_args(enc)
     enc.set_defaults(func=cmd_encode)
+
+    r = sub.add_parser("render", help="render meshes into views (+ grid.png, transforms.json), resumable")
+    r.add_argument("inputs", nargs="+", help="mesh files, globs, directories, or JSONL manifests ({\"mesh\": path, \"id\": out/sub/dir})")
+    r.add_argument("--out", required=True, help="output folder: one sub-folder per mesh")
+    r.add_argument("--views", default="six", help="six (default), ring:N[@elevation], hammersley:N")
+    r.add_argument("--engine", default="workbench", choices=["workbench", "eevee", "cycles"])
+    r.add_argument("--resolution", type=int, default=512)
+    r.add_argument("--samples", type=int, default=16, help="Cycles/Eevee samples (default 16)")
+    r.add_argument("--background", default="transparent", help="transparent, white, or r,g,b")
+    r.add_argument("--workers", type=int, default=None, help="Blender worker processes (default: see PoolConfig)")
+    r.add_argument("--device", default="auto", help="Cycles device: auto (OPTIX → CUDA → HIP → Metal → CPU), gpu, cpu")
+    r.add_argument("--shard", help="i/n: render only every n-th item starting at i (for farm job arrays)")
+    r.add_argument("--timeout", type=float, default=300, help="seconds per mesh before its worker is replaced")
+    r.add_argument("--retries", type=int, default=2, help="retries of a mesh whose worker crashed or hung")
+    r.add_argument("--force", action="store_true", help="re-render items that are already done")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_render)
 
     inf = sub.add_parser("info", help="versions, devices and models found locally")
     inf.add_argument("--json", action="store_true")
