@@ -107,3 +107,40 @@ def test_partial_output_never_looks_done(tmp_path):
         write_item(out, item, _FailingResult())
     assert not is_done(out, item) and not (out / "x").exists()
     assert not list(out.iterdir())  # the temporary folder was removed too
+
+
+# --- `ar3d render` end to end: real bpy workers ------------------------------------------------
+def test_render_cli_resumes_and_reports_failures(tmp_path, capsys):
+    pytest.importorskip("bpy")
+    import trimesh
+
+    from ar3d.cli import main
+
+    src = tmp_path / "meshes"
+    src.mkdir()
+    trimesh.creation.box((1, 1, 2)).export(src / "box.glb")
+    trimesh.creation.icosphere(2).export(src / "ball.ply")
+    (src / "broken.obj").write_text("this is not an OBJ file\nf 1 2 3\n")
+    out = tmp_path / "out"
+    argv = ["render", str(src), "--out", str(out), "--resolution", "48", "--workers", "1", "-q"]
+
+    assert main(argv) == 1  # one item failed → non-zero exit
+    err = capsys.readouterr().err
+    assert "2 rendered, 0 already done, 1 failed of 3" in err and "failed broken" in err
+    for name in ("box", "ball"):
+        files = sorted(p.name for p in (out / name).iterdir())
+        assert files == ["grid.png", "render.json", "transforms.json"] + [f"view_{i:03d}.png" for i in range(6)]
+    log = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in log] == ["broken"] and "broken.obj" in log[0]["mesh"]
+    assert not any(p.name.startswith(".") for p in out.iterdir())  # no partial folders left
+    stamp = (out / "box" / "render.json").stat().st_mtime_ns
+
+    assert main(argv) == 1  # rerun: finished items skipped, the failed one tried again
+    assert "0 rendered, 2 already done, 1 failed of 3" in capsys.readouterr().err
+    assert (out / "box" / "render.json").stat().st_mtime_ns == stamp
+
+    (src / "broken.obj").unlink()
+    shards = tmp_path / "shards"
+    for i in range(2):
+        assert main(["render", str(src), "--out", str(shards), "--resolution", "32", "--shard", f"{i}/2", "-q"]) == 0
+    assert sorted(p.name for p in shards.iterdir()) == ["ball", "box"]
