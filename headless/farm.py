@@ -156,6 +156,12 @@ def write_item(out: Path, item: RenderItem, result, grid: bool = True) -> Path:
     return final
 
 
+def write_in_worker(result, out: str, item_id: str, mesh: str) -> dict:
+    """Runs inside a render worker (see `RenderPool.submit(then=...)`): write, return a record."""
+    final = write_item(Path(out), RenderItem(item_id, Path(mesh)), result)
+    return {"path": str(final), "views": len(result.cameras), "seconds": result.seconds}
+
+
 def run_farm(items, out: Path, render_config, pool_config, force: bool = False, progress=None) -> FarmSummary:
     """Render every item not yet done; failures go to OUT/errors.jsonl and the summary."""
     from .pool import RenderPool
@@ -172,17 +178,15 @@ def run_farm(items, out: Path, render_config, pool_config, force: bool = False, 
         progress(summary.skipped, summary.total)
     t0 = time.perf_counter()
     if todo:
+        def then(i):
+            return ("ar3d.headless.farm:write_in_worker", (str(out), todo[i].id, str(todo[i].mesh)))
+
         with RenderPool(pool_config, render_config) as pool:
-            for index, job in pool.imap([str(it.mesh) for it in todo]):
-                item = todo[index]
+            for index, job in pool.imap([str(it.mesh) for it in todo], then=then):
                 if job.ok:
-                    try:
-                        write_item(out, item, job.result)
-                        summary.rendered += 1
-                    except OSError as e:
-                        _fail(out, summary, item, f"could not write output: {e}", job.attempts)
+                    summary.rendered += 1
                 else:
-                    _fail(out, summary, item, job.error, job.attempts)
+                    _fail(out, summary, todo[index], job.error, job.attempts)
                 if progress:
                     progress(summary.skipped + summary.rendered + summary.failed, summary.total)
     summary.seconds = time.perf_counter() - t0

@@ -68,19 +68,21 @@ _START_FAILURE_LIMIT = 3  # consecutive workers dying before "ready" => the pool
 _STOP_GRACE_S = 5.0  # a stopping worker gets this long to exit before it is killed
 
 
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """min(4, CPUs available to this process).
 
-    Workbench and Eevee renders are mostly one busy thread each, so one worker per core scales
-    until memory or the GPU is the limit; 4 keeps a desktop responsive and bounds memory
-    (~300-400 MB RSS per bpy worker). For Cycles on CPU (which already uses every core per
-    render) 1-2 workers are usually as fast; pass `workers=` explicitly.
+    Each worker gets an equal share of the cores for its renderer's threads (see
+    `PoolConfig.threads_per_worker`), so one worker per core scales until memory or the GPU is
+    the limit; 4 keeps a desktop responsive and bounds memory (~300-400 MB RSS per bpy worker).
     """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
+    return max(1, min(4, _available_cpus()))
 
 
 @dataclass
@@ -94,9 +96,16 @@ class PoolConfig:
     preload: bool = True  # build the Renderer when the worker starts (else on its first render job)
     start_timeout_s: float = 120.0  # a worker not ready by then is killed (counts as a start failure)
     quiet: bool = True  # send workers' stdout (Blender's chatter) to /dev/null; stderr is kept
+    # CPU threads each worker's renderer may use (software OpenGL's LP_NUM_THREADS, Cycles CPU
+    # threads). None: the available CPUs shared out between the workers, so that N workers do
+    # not oversubscribe the cores (measured: 2 workers on 2 cores ran slower than 1 without it).
+    threads_per_worker: int | None = None
 
     def resolved_workers(self) -> int:
         return self.workers if self.workers else default_workers()
+
+    def resolved_threads(self) -> int:
+        return self.threads_per_worker or max(1, _available_cpus() // self.resolved_workers())
 
 
 @dataclass
@@ -322,10 +331,14 @@ def _watch_parent(parent_pid: int, tmp_dir: str | None) -> None:
             _orphaned_exit(tmp_dir)
 
 
-def _worker_main(conn, parent_pid: int, render_config, preload: bool, quiet: bool, tmp_dir: str | None) -> None:
+def _worker_main(conn, parent_pid: int, render_config, preload: bool, quiet: bool, tmp_dir: str | None,
+                 threads: int = 0) -> None:  # fmt: skip
     """Entry point of a worker process (spawned; also importable without bpy)."""
     t0 = time.perf_counter()
     _clean_sys_path()
+    if threads:  # before `import bpy`: Mesa's llvmpipe reads it at start-up
+        os.environ.setdefault("LP_NUM_THREADS", str(threads))
+        os.environ.setdefault("AR3D_RENDER_THREADS", str(threads))
     if tmp_dir:  # the pool removes this folder when the worker is gone, even after a crash
         os.environ["TMPDIR"] = tmp_dir  # before `import bpy`: Blender's own temp files go there too
         tempfile.tempdir = tmp_dir
@@ -368,9 +381,11 @@ def _worker_main(conn, parent_pid: int, render_config, preload: bool, quiet: boo
         ok, value, error, tb, recycle = True, None, None, None, False
         try:
             if kind == "render":
-                payload, config = pickle.loads(blob)
+                payload, config, then = pickle.loads(blob)
                 try:
                     value = renderer.render(payload, config)
+                    if then is not None:  # e.g. write the files here, send back only a record
+                        value = _resolve_target(then[0], targets)(value, *then[1])
                 finally:
                     try:
                         renderer.reset()
@@ -609,7 +624,8 @@ class _Core:
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         proc = self.ctx.Process(
             target=_worker_main,
-            args=(child_conn, os.getpid(), self.render_config, self.config.preload, self.config.quiet, tmp_dir),
+            args=(child_conn, os.getpid(), self.render_config, self.config.preload, self.config.quiet, tmp_dir,
+                  self.config.resolved_threads()),  # fmt: skip
             name=f"ar3d-render-{slot}",
             daemon=True,
         )
@@ -907,9 +923,14 @@ class RenderPool:
         return self._core.n_workers
 
     # ---- jobs
-    def submit(self, mesh, config=None, *, timeout_s: float | None = None) -> Future:
-        """Render one mesh (trimesh object, (vertices, faces) or file path); Future[JobResult]."""
-        blob = pickle.dumps((_mesh_payload(mesh), config), _PICKLE)
+    def submit(self, mesh, config=None, *, then: tuple | None = None, timeout_s: float | None = None) -> Future:
+        """Render one mesh (trimesh object, (vertices, faces) or file path); Future[JobResult].
+
+        `then = ("module:function", args)` runs `function(render_result, *args)` in the worker
+        and returns its value instead of the RenderResult: a farm writes the images where they
+        were rendered, in parallel, instead of shipping them to one busy parent process.
+        """
+        blob = pickle.dumps((_mesh_payload(mesh), config, then), _PICKLE)
         return self._core.submit("render", blob, self._timeout(timeout_s))
 
     def call(self, target: str | Callable, *args, timeout_s: float | None = None, **kwargs) -> Future:
@@ -925,10 +946,11 @@ class RenderPool:
         t = timeout_s if timeout_s is not None else self.config.timeout_s
         return t if t and t > 0 else None
 
-    def imap(self, meshes: Iterable, config=None, *, window: int | None = None,
+    def imap(self, meshes: Iterable, config=None, *, window: int | None = None, then: Callable | None = None,
              timeout_s: float | None = None) -> Iterator[tuple[int, JobResult]]:  # fmt: skip
         """Yield (input index, JobResult) as jobs complete; at most `window` jobs in flight
-        (default 4 x workers) so a long iterable of meshes is not all held in memory."""
+        (default 4 x workers) so a long iterable of meshes is not all held in memory.
+        `then(index)` gives each job's `then` (see `submit`)."""
         window = window or 4 * self.workers
         source = enumerate(meshes)
         pending: dict[Future, int] = {}
@@ -941,7 +963,8 @@ class RenderPool:
                     except StopIteration:
                         exhausted = True
                         break
-                    pending[self.submit(mesh, config, timeout_s=timeout_s)] = i
+                    job_then = then(i) if then is not None else None
+                    pending[self.submit(mesh, config, then=job_then, timeout_s=timeout_s)] = i
                 if not pending:
                     return
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)

@@ -167,7 +167,7 @@ class RenderConfig:
     # additions to the contract
     normalize: bool = True
     smooth_angle_deg: float | None = 30.0
-    workbench_aa: str = "FXAA"
+    workbench_aa: str = "OFF"
     denoise: bool = False
     quiet: bool = True
 
@@ -596,6 +596,10 @@ class Renderer:
             if gpu is None:
                 cy.device = "CPU"
                 device = "CPU"
+                threads = int(os.environ.get("AR3D_RENDER_THREADS", "0"))
+                r.threads_mode = "FIXED" if threads else "AUTO"  # the pool shares the cores out
+                if threads:
+                    r.threads = threads
             else:
                 self.bpy.context.preferences.addons["cycles"].preferences.compute_device_type = gpu[0]
                 cy.device = "GPU"
