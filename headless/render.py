@@ -316,7 +316,8 @@ def _atomic_write(path: Path, write) -> Path:
 def _save_png(path: Path, img: np.ndarray) -> None:
     from PIL import Image  # Pillow comes with scikit-image, an ar3d dependency
 
-    Image.fromarray(np.ascontiguousarray(img)).save(path, format="PNG")
+    # Level 1: ~3x faster than Pillow's default 6 for ~10% larger files; farms write millions.
+    Image.fromarray(np.ascontiguousarray(img)).save(path, format="PNG", compress_level=1)
 
 
 def grid_image(images: np.ndarray, cols: int | None = None) -> np.ndarray:
@@ -469,6 +470,7 @@ class Renderer:
         settings.file_format = "PNG"
         settings.color_mode = "RGBA"
         settings.color_depth = "8"
+        settings.compression = 0  # a private temporary file read straight back: skip deflate
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
         scene.display.shading.color_type = "MATERIAL"
