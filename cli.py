@@ -74,6 +74,7 @@ class _ProgressBar:
 
 # --- commands ----------------------------------------------------------------------------
 def cmd_generate(args) -> int:
+    from .core.hub import is_demo_model
     from .core.mesh import export_mesh
     from .core.pipeline import TextTo3D
 
@@ -84,6 +85,9 @@ def cmd_generate(args) -> int:
     t0 = time.perf_counter()
     pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype)
     load_seconds = time.perf_counter() - t0
+    if is_demo_model(pipe.policy.path):
+        print("ar3d: using the bundled demo model (procedural shapes only); pass --model or set "
+              "AR3D_MODEL for ShapeLLM-Omni / AR3D-R1", file=sys.stderr)  # fmt: skip
     bar = _ProgressBar(not args.quiet)
     try:
         out = pipe.generate(args.prompt, args.samples, args.two_step, sampling, args.seed, progress=bar)
@@ -222,7 +226,7 @@ def cmd_info(args) -> int:
     import torch
     import transformers
 
-    from .core.hub import DEFAULT_POLICY, DEFAULT_VQVAE, cached_models, data_dir, offline
+    from .core.hub import DEFAULT_VQVAE, cached_models, data_dir, default_policy, offline
 
     import os
 
@@ -234,7 +238,7 @@ def cmd_info(args) -> int:
         "transformers": transformers.__version__,
         "devices": ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())],
         "bpy": _bpy_version(),
-        "default_model": os.environ.get("AR3D_MODEL") or DEFAULT_POLICY,
+        "default_model": default_policy(),
         "default_vqvae": os.environ.get("AR3D_VQVAE") or DEFAULT_VQVAE,
         "hf_hub_offline": offline(),
         "data_dir": str(data_dir()),

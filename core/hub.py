@@ -16,6 +16,9 @@ from pathlib import Path
 from .errors import Ar3dError
 
 DEFAULT_POLICY = "IvanTang/3DGen-R1"  # AR3D-R1, one-step; ShapeLLM-Omni: yejunliang23/ShapeLLM-7B-omni
+# The small demo model trained on procedural shapes ships inside the package (issue #7); when it
+# is there it is the default, so a fresh install generates offline with nothing configured.
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "models" / "demo"
 DEFAULT_VQVAE = "yejunliang23/3DVQVAE"
 VQVAE_FILENAMES = ("vqvae.safetensors", "vqvae.bin", "3DVQVAE.bin")
 KNOWN_POLICIES = ("IvanTang/3DGen-R1", "yejunliang23/ShapeLLM-7B-omni")
@@ -51,9 +54,20 @@ def _looks_like_repo_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "~"))
 
 
+def default_policy() -> str:
+    """`AR3D_MODEL`, else the bundled demo model when present, else AR3D-R1's Hugging Face id."""
+    if os.environ.get("AR3D_MODEL"):
+        return os.environ["AR3D_MODEL"]
+    return str(DEMO_MODEL) if (DEMO_MODEL / "config.json").is_file() else DEFAULT_POLICY
+
+
+def is_demo_model(path: Path) -> bool:
+    return Path(path).resolve() == DEMO_MODEL
+
+
 def resolve_policy(spec: str | os.PathLike | None = None) -> Path:
     """The local folder of a policy checkpoint (downloading only when the hub is reachable and allowed)."""
-    spec = str(spec or os.environ.get("AR3D_MODEL") or DEFAULT_POLICY)
+    spec = str(spec or default_policy())
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
