@@ -193,9 +193,9 @@ def cmd_encode(args) -> int:
     codes = vq.encode(torch.as_tensor(occ[None, None])).cpu().numpy()[0]
     out = Path(args.output) if args.output else None
     if out is None or out.suffix == ".txt":
-        from .core.tokens import MESH_CODE, MESH_END, MESH_START
+        from .core.tokens import text_from_codes
 
-        text = MESH_START + "".join(MESH_CODE.format(c) for c in codes.tolist()) + MESH_END
+        text = text_from_codes(codes)
         if out is None:
             print(text)
         else:
@@ -223,12 +223,12 @@ def _model_dir_or_none(spec):
 
 
 def cmd_info(args) -> int:
+    import os
+
     import torch
     import transformers
 
     from .core.hub import DEFAULT_VQVAE, cached_models, data_dir, default_policy, offline
-
-    import os
 
     info = {
         "ar3d": __version__,

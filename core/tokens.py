@@ -142,10 +142,14 @@ class MeshVocab:
 
     # --- text <-> code -----------------------------------------------------------------
     def text_from_codes(self, codes) -> str:
-        codes = self.check_codes(codes)
-        return MESH_START + "".join(MESH_CODE.format(c) for c in codes.tolist()) + MESH_END
+        return text_from_codes(self.check_codes(codes))
 
-    def codes_from_text(self, text: str, repair: bool = False) -> tuple[np.ndarray, Repair]:
+    def text_from_codes(codes) -> str:
+    """`<mesh-start><mesh12>…<mesh-end>` for a code array (no tokenizer or codebook check needed)."""
+    return MESH_START + "".join(MESH_CODE.format(c) for c in np.asarray(codes).reshape(-1).tolist()) + MESH_END
+
+
+def codes_from_text(self, text: str, repair: bool = False) -> tuple[np.ndarray, Repair]:
         return codes_from_text(text, self.num_codes, self.tokens_per_mesh, repair)
 
 
