@@ -144,13 +144,13 @@ class MeshVocab:
     def text_from_codes(self, codes) -> str:
         return text_from_codes(self.check_codes(codes))
 
-    def text_from_codes(codes) -> str:
+    def codes_from_text(self, text: str, repair: bool = False) -> tuple[np.ndarray, Repair]:
+        return codes_from_text(text, self.num_codes, self.tokens_per_mesh, repair)
+
+
+def text_from_codes(codes) -> str:
     """`<mesh-start><mesh12>…<mesh-end>` for a code array (no tokenizer or codebook check needed)."""
     return MESH_START + "".join(MESH_CODE.format(c) for c in np.asarray(codes).reshape(-1).tolist()) + MESH_END
-
-
-def codes_from_text(self, text: str, repair: bool = False) -> tuple[np.ndarray, Repair]:
-        return codes_from_text(text, self.num_codes, self.tokens_per_mesh, repair)
 
 
 def codes_from_text(
