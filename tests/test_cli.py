@@ -116,3 +116,21 @@ def test_console_script_and_info():
     assert info["ar3d"] and info["hf_hub_offline"] is True and "cpu" in info["devices"][0]
     helped = subprocess.run([sys.executable, "-m", "ar3d.cli", "generate", "--help"], capture_output=True, text=True)
     assert "--two-step" in helped.stdout and "--seed" in helped.stdout
+
+
+def test_default_is_the_bundled_demo_model(tmp_path, capsys, monkeypatch):
+    """Nothing configured: the shipped demo model and its bundled VQ-VAE make a real chair file."""
+    from ar3d.core.hub import DEMO_MODEL
+
+    if not (DEMO_MODEL / "config.json").is_file():
+        pytest.skip("no bundled demo model in this checkout")
+    monkeypatch.delenv("AR3D_MODEL", raising=False)
+    monkeypatch.delenv("AR3D_VQVAE", raising=False)
+    out = tmp_path / "chair.glb"
+    assert main(["generate", "a chair with four legs", "-o", str(out), "--seed", "0", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("using the bundled demo model") == 1
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["vqvae"].endswith("vqvae.safetensors") and side["mesh"]["watertight"]
+    mesh = trimesh.load(out, force="mesh")
+    assert mesh.is_watertight and len(mesh.faces) > 200
