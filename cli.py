@@ -63,8 +63,7 @@ class _ProgressBar:
             label = f"step {p.step}/{p.steps} {p.stage}" if p.steps > 1 else p.stage
             self.bar = tqdm(total=p.total, desc=label, unit="tok", leave=True, file=sys.stderr)
             self.key = key
-        self.bar.n = p.mesh_tokens
-        self.bar.refresh()
+        self.bar.update(p.mesh_tokens - self.bar.n)  # tqdm throttles redraws (mininterval)
 
     def close(self):
         if self.bar is not None:
@@ -285,8 +284,7 @@ def cmd_render(args) -> int:
 
     def progress(done, total):
         if bar is not None:
-            bar.n = done
-            bar.refresh()
+            bar.update(done - bar.n)
 
     try:
         summary = run_farm(items, out, render_config, pool_config, force=args.force, progress=progress)
