@@ -13,10 +13,15 @@ import numpy as np
 import torch
 
 from .engine import SamplingConfig
+from .errors import Ar3dError
 from .hub import resolve_vqvae
 from .mesh import DegenerateOccupancyError, MeshConfig, occupancy_to_mesh
 from .policy import GenerationResult, Policy, Sample
 from .vqvae import VQVAE3D, load_vqvae
+
+
+class MismatchedModelsError(Ar3dError, ValueError):
+    """The policy's mesh vocabulary and the VQ-VAE's codebook differ in size."""
 
 
 @dataclass
@@ -41,7 +46,7 @@ class TextTo3D:
         self.policy, self.vqvae, self.mesh_config = policy, vqvae, mesh_config or MeshConfig()
         self.vqvae_path = vqvae_path
         if vqvae.config.num_embeddings != policy.vocab.num_codes:
-            raise ValueError(
+            raise MismatchedModelsError(
                 f"the VQ-VAE has {vqvae.config.num_embeddings} codes but the policy writes "
                 f"{policy.vocab.num_codes}: they are not a pair. Use the VQ-VAE that belongs to the model."
             )
@@ -59,7 +64,7 @@ class TextTo3D:
         """Codes [N, 1024] → bool occupancy [N, 64, 64, 64]."""
         codes_t = torch.as_tensor(np.asarray(codes).reshape(-1, self.vqvae.config.tokens), dtype=torch.long)
         with torch.inference_mode():
-            occ = self.vqvae.decode_occupancy(codes_t.to(next(self.vqvae.parameters()).device))
+            occ = self.vqvae.decode_occupancy(codes_t.to(self.vqvae.device))
         return occ.reshape(occ.shape[0], *occ.shape[-3:]).cpu().numpy()
 
     def mesh(self, occupancy: np.ndarray):

@@ -134,3 +134,15 @@ def test_default_is_the_bundled_demo_model(tmp_path, capsys, monkeypatch):
     assert side["vqvae"].endswith("vqvae.safetensors") and side["mesh"]["watertight"]
     mesh = trimesh.load(out, force="mesh")
     assert mesh.is_watertight and len(mesh.faces) > 200
+
+
+def test_policy_and_vqvae_that_are_not_a_pair(model_dir, tmp_path, capsys):
+    from ar3d.core.hub import DEMO_MODEL
+
+    if not (DEMO_MODEL / "config.json").is_file():
+        pytest.skip("no bundled demo model in this checkout")
+    # the demo policy writes 1024 codes; the tiny folder's VQ-VAE has 64
+    argv = ["generate", "a cup", "-o", str(tmp_path / "c.glb"), "--model", str(DEMO_MODEL), "--vqvae", str(model_dir / "vqvae.bin")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not a pair" in err and "Traceback" not in err
