@@ -139,3 +139,23 @@ def cached_models() -> list[dict]:
             if (p / "config.json").is_file():
                 found.append({"id": p.name, "path": str(p), "bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file())})
     return found
+
+
+def resolve_weights_file(spec: str | os.PathLike | None, *, env: str, repo_id: str, filename: str, what: str) -> Path:
+    """A single weights file (reward and metric models): the explicit path, then the ``env``
+    setting, then ``filename`` of ``repo_id`` in the Hugging Face cache (downloaded only when
+    the hub is reachable and allowed)."""
+    spec = spec or os.environ.get(env)
+    if spec:
+        path = Path(str(spec)).expanduser()
+        if path.is_file():
+            return path
+        raise ModelNotFoundError(f"{what}: no file at '{path}'. Pass the path of {filename} (or set {env}).")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, local_files_only=offline()))
+    except Exception as e:
+        raise ModelNotFoundError(
+            _download_hint(repo_id, what, filename) + f" The {env} setting takes the file's path."
+        ) from e

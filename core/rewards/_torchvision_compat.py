@@ -1,0 +1,110 @@
+"""Let open_clip import on a CPU torch that was installed next to a CUDA build of torchvision.
+
+PyPI's Linux torchvision wheels are CUDA builds; beside a ``+cpu`` torch their compiled ops
+(``torchvision/_C.so``) fail to load, and torchvision 0.2x then dies at import while registering
+fake kernels for those missing ops. open_clip needs only torchvision's pure-Python parts
+(transforms, FrozenBatchNorm2d), so when — and only when — the compiled ops are absent we
+declare their schemas so the import succeeds. Calling such an op (nms, roi_align…) still
+raises, as it would have. With a matching torchvision this module does nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import torch
+
+# Schemas of torchvision's compiled operators (torchvision/csrc/ops/*.cpp, 0.2x).
+_SCHEMAS = {
+    "nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "box_iou_rotated": "box_iou_rotated(Tensor boxes1, Tensor boxes2) -> Tensor",
+    "deform_conv2d": (
+        "deform_conv2d(Tensor input, Tensor weight, Tensor offset, Tensor mask, Tensor bias, "
+        "SymInt stride_h, SymInt stride_w, SymInt pad_h, SymInt pad_w, SymInt dilation_h, "
+        "SymInt dilation_w, SymInt groups, SymInt offset_groups, bool use_mask) -> Tensor"
+    ),
+    "_deform_conv2d_backward": (
+        "_deform_conv2d_backward(Tensor grad, Tensor input, Tensor weight, Tensor offset, "
+        "Tensor mask, Tensor bias, SymInt stride_h, SymInt stride_w, SymInt pad_h, SymInt pad_w, "
+        "SymInt dilation_h, SymInt dilation_w, SymInt groups, SymInt offset_groups, bool use_mask)"
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor)"
+    ),
+    "roi_align": (
+        "roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+        "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor"
+    ),
+    "_roi_align_backward": (
+        "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, SymInt pooled_height,"
+        " SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, "
+        "int sampling_ratio, bool aligned) -> Tensor"
+    ),
+    "qroi_align": (
+        "qroi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+        "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor"
+    ),
+    "roi_pool": (
+        "roi_pool(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+        "SymInt pooled_width) -> (Tensor, Tensor)"
+    ),
+    "_roi_pool_backward": (
+        "_roi_pool_backward(Tensor grad, Tensor rois, Tensor argmax, float spatial_scale, "
+        "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, "
+        "SymInt height, SymInt width) -> Tensor"
+    ),
+    "ps_roi_align": (
+        "ps_roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+        "SymInt pooled_width, int sampling_ratio) -> (Tensor, Tensor)"
+    ),
+    "_ps_roi_align_backward": (
+        "_ps_roi_align_backward(Tensor grad, Tensor rois, Tensor channel_mapping, "
+        "float spatial_scale, SymInt pooled_height, SymInt pooled_width, int sampling_ratio, "
+        "SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor"
+    ),
+    "ps_roi_pool": (
+        "ps_roi_pool(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+        "SymInt pooled_width) -> (Tensor, Tensor)"
+    ),
+    "_ps_roi_pool_backward": (
+        "_ps_roi_pool_backward(Tensor grad, Tensor rois, Tensor channel_mapping, "
+        "float spatial_scale, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
+        "SymInt channels, SymInt height, SymInt width) -> Tensor"
+    ),
+}
+_library = None  # kept alive: the schemas live as long as this Library object
+
+
+def _compiled_ops_load() -> bool:
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # no torchvision: open_clip's own import error is the clearer one
+    import glob
+    import os
+
+    for folder in spec.submodule_search_locations:
+        for so in glob.glob(os.path.join(folder, "_C*.so")) + glob.glob(os.path.join(folder, "_C*.pyd")):
+            try:
+                torch.ops.load_library(so)
+                return True
+            except OSError:
+                return False
+    return True
+
+
+def ensure_torchvision_importable() -> None:
+    """Declare torchvision's op schemas if its compiled library cannot load (see module doc)."""
+    global _library
+    if _library is not None or hasattr(torch.ops.torchvision, "nms") or _compiled_ops_load():
+        return
+    warnings.warn(
+        "torchvision's compiled ops do not match this torch build (a CUDA torchvision next to a "
+        "CPU torch); ar3d declares their schemas so open_clip can import. torchvision.ops kernels "
+        "(nms, roi_align…) are unavailable. Install the torchvision built for your torch to "
+        "silence this.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    _library = torch.library.Library("torchvision", "DEF")
+    for schema in _SCHEMAS.values():
+        _library.define(schema)

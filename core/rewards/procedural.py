@@ -1,0 +1,130 @@
+"""Rewards for the procedural demo model: is the generated shape of the prompted family, with
+the prompted attributes (leg count, steps, tall/short …)?
+
+They read the prompt's ground truth from ``RewardBatch.metadata`` (``{"family": …,
+"attributes": {…}}``, as the procedural dataset's JSONL carries it) and judge the decoded 64³
+grid with ``ar3d.procedural.evaluate`` — the nearest-family classifier and the attribute
+checkers, which share no weights with the policy, so the policy cannot learn to please a model
+that also wrote it. These are the rewards of the demo model's Hi-GRPO run (issue #7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import RewardBatch, RewardConfigError, SampleScore
+
+
+def _grid(batch: RewardBatch, i: int) -> np.ndarray | None:
+    if batch.occupancy is None or batch.occupancy[i] is None:
+        return None
+    return np.asarray(batch.occupancy[i], dtype=bool)
+
+
+def _meta(batch: RewardBatch, i: int) -> dict | None:
+    m = batch.metadata[i] if batch.metadata is not None else None
+    return m if m and m.get("family") else None
+
+
+class FamilyMatch:
+    """1 when the nearest procedural reference of the grid is of the prompted family, else 0
+    (name "procedural.family"; details: the family judged and its IoU).
+
+    references: a ``References`` object, the path of a ``.npz`` saved by
+    ``save_references``, or None to build ``per_family`` fresh samples per family (seconds).
+    """
+
+    name = "procedural.family"
+    sub_scores = 1
+    value_range = (0.0, 1.0)
+
+    def __init__(self, references=None, per_family: int = 12, seed: int = 10_000) -> None:
+        from ...procedural import evaluate
+
+        self._evaluate = evaluate
+        if references is None:
+            references = evaluate.build_references(per_family=per_family, seed=seed)
+        elif isinstance(references, (str, Path)):
+            references = load_references(references)
+        self.references = references
+
+    def score(self, batch: RewardBatch) -> list[SampleScore]:
+        out = [SampleScore.fail("no decoded occupancy grid") for _ in range(len(batch))]
+        todo = []
+        for i in range(len(batch)):
+            g, m = _grid(batch, i), _meta(batch, i)
+            if m is None:
+                out[i] = SampleScore.fail("no procedural family in the sample's metadata")
+            elif g is not None and not g.any():
+                out[i] = SampleScore(0.0, details={"family": m["family"], "judged": None, "note": "empty grid"})
+            elif g is not None:
+                todo.append(i)
+        if todo:
+            judged, iou = self._evaluate.classify_batch([_grid(batch, i) for i in todo], self.references)
+            for i, fam, v in zip(todo, judged, iou):
+                want = _meta(batch, i)["family"]
+                out[i] = SampleScore(float(fam == want), details={"family": want, "judged": fam, "iou": round(float(v), 4)})
+        return out
+
+
+class AttributeMatch:
+    """Fraction of the prompted attributes the grid shows (name "procedural.attributes").
+
+    Only attributes with a checker in ``ar3d.procedural.evaluate.CHECKERS`` count; a family
+    without any, or an empty grid's unreadable attributes, are reported in the details. A grid
+    the checkers cannot read scores 0 (counted wrong, as the demo model's evaluation does).
+    """
+
+    name = "procedural.attributes"
+    sub_scores = 1
+    value_range = (0.0, 1.0)
+
+    def __init__(self) -> None:
+        from ...procedural import evaluate
+
+        self._evaluate = evaluate
+
+    def score(self, batch: RewardBatch) -> list[SampleScore]:
+        out = []
+        for i in range(len(batch)):
+            g, m = _grid(batch, i), _meta(batch, i)
+            if m is None:
+                out.append(SampleScore.fail("no procedural family in the sample's metadata"))
+                continue
+            if g is None:
+                out.append(SampleScore.fail("no decoded occupancy grid"))
+                continue
+            fam, want = m["family"], m.get("attributes", {})
+            checked = [k for k in self._evaluate.CHECKERS.get(fam, {}) if k in want]
+            if not checked:
+                out.append(SampleScore.fail(f"no checkable attribute for family '{fam}'"))
+                continue
+            try:
+                got = self._evaluate.check_attributes(fam, g) if g.any() else {}
+            except Exception as e:  # a degenerate grid the checkers cannot read
+                got = {}
+                note = f"checker failed: {type(e).__name__}"
+            else:
+                note = None
+            right = {k: got.get(k) == want[k] for k in checked}
+            details = {"want": {k: want[k] for k in checked}, "got": {k: got.get(k) for k in checked}}
+            if note:
+                details["note"] = note
+            out.append(SampleScore(sum(right.values()) / len(right), details=details))
+        return out
+
+
+def save_references(references, path: str | Path) -> None:
+    np.savez_compressed(path, families=references.families, features=references.features.astype(np.uint8))
+
+
+def load_references(path: str | Path):
+    from ...procedural.evaluate import References
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return References(z["families"].astype(str), z["features"].astype(np.float32), z["features"].sum(axis=1).astype(np.float32))
+    except (OSError, KeyError, ValueError) as e:
+        raise RewardConfigError(f"cannot read procedural references '{path}': {e}") from e
