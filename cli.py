@@ -1,4 +1,4 @@
-"""`ar3d` command line: generate, decode, encode, info.
+"""`ar3d` command line: generate, decode, encode, render, info, judges.
 
 Heavy imports (torch, transformers) happen inside the commands so `ar3d --help` is instant.
 Every user-facing failure is an `Ar3dError`-like exception with a message that says what to do;
@@ -300,6 +300,34 @@ def cmd_render(args) -> int:
     return 1 if summary.failed else 0
 
 
+def cmd_judges(args) -> int:
+    """Print (or run) the `vllm serve` commands of the default VLM judges."""
+    from .core.rewards import vllm_serve
+
+    judges = vllm_serve.plan(gpus=vllm_serve.parse_gpus(args.gpus), host=args.host, port_base=args.port_base)
+    if args.run:
+        return vllm_serve.run(judges)
+    for j in judges:
+        print(f"# {j.served_name} ({j.role}) → {j.base_url}")
+        print(j.shell())
+    return 0
+
+
+def cmd_train(args) -> int:
+    """Hi-GRPO training (one process here; `accelerate launch -m ar3d.cli train …` for several)."""
+    from .trainer.config import config_from_args
+    from .trainer.trainer import HiGRPOTrainer
+
+    cfg = config_from_args(args)
+    if args.print_config:
+        from .trainer.config import dumps_toml
+
+        print(dumps_toml(cfg.to_dict()))
+        return 0
+    HiGRPOTrainer(cfg).train()
+    return 0
+
+
 def _bpy_version():
     import importlib.util
 
@@ -370,6 +398,20 @@ def build_parser() -> argparse.ArgumentParser:
     inf = sub.add_parser("info", help="versions, devices and models found locally")
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=cmd_info)
+
+    jd = sub.add_parser("judges", help="print (or --run) the `vllm serve` commands of the reward judges")
+    jd.add_argument("--gpus", help="GPU indices, e.g. 0,1,2: one judge per GPU, round-robin (default: all share one)")
+    jd.add_argument("--port-base", type=int, default=8000, help="first port; judges take consecutive ports (default 8000)")
+    jd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: local only)")
+    jd.add_argument("--run", action="store_true", help="start the judges and wait; Ctrl-C stops them all")
+    jd.set_defaults(func=cmd_judges)
+
+    from .trainer.config import add_cli_arguments
+
+    tr = sub.add_parser("train", help="Hi-GRPO training from a config file (see trainer/configs/)")
+    add_cli_arguments(tr)
+    tr.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
+    tr.set_defaults(func=cmd_train)
     return parser
 
 

@@ -11,7 +11,7 @@ raises, as it would have. With a matching torchvision this module does nothing.
 from __future__ import annotations
 
 import importlib.util
-import warnings
+import logging
 
 import torch
 
@@ -97,13 +97,11 @@ def ensure_torchvision_importable() -> None:
     global _library
     if _library is not None or hasattr(torch.ops.torchvision, "nms") or _compiled_ops_load():
         return
-    warnings.warn(
+    logging.getLogger(__name__).info(
         "torchvision's compiled ops do not match this torch build (a CUDA torchvision next to a "
-        "CPU torch); ar3d declares their schemas so open_clip can import. torchvision.ops kernels "
-        "(nms, roi_align…) are unavailable. Install the torchvision built for your torch to "
-        "silence this.",
-        RuntimeWarning,
-        stacklevel=2,
+        "CPU torch); ar3d declares their schemas so transformers and open_clip can import. "
+        "torchvision.ops kernels (nms, roi_align…) are unavailable; install the torchvision built "
+        "for your torch to have them."
     )
     _library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS.values():

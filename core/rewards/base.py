@@ -130,6 +130,8 @@ class Reward(Protocol):
     name: the registry name ("hps", "unified", "geometry.watertight", …).
     sub_scores: how many sub-dimensions ``value`` sums (the ensemble divides by it).
     value_range: (low, high) of ``value`` — documented, and checked by the tests.
+    needs (optional): what it reads of a batch, a subset of {"views", "meshes", "occupancy"};
+        the trainer renders only when some reward needs views (default when absent: views).
     """
 
     name: str

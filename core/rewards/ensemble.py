@@ -64,7 +64,8 @@ def paper_step2() -> list[TermConfig]:
 
 def geometry_terms() -> list[TermConfig]:
     return _terms(
-        ("geometry.watertight", {}), ("geometry.single_part", {}), ("geometry.fill", {}), ("geometry.silhouette", {})
+        ("geometry.watertight", {}), ("geometry.single_part", {}), ("geometry.fill", {}), ("geometry.not_flat", {}),
+        ("geometry.silhouette", {}),
     )
 
 

@@ -93,6 +93,7 @@ class HPSv21:
     name = "hps"
     sub_scores = 1
     value_range = (-1.0, 1.0)
+    needs = frozenset({"views"})
 
     def __init__(self, config: HPSConfig | None = None, **options) -> None:
         self.config = config or HPSConfig(**options)

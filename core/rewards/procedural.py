@@ -39,6 +39,7 @@ class FamilyMatch:
     name = "procedural.family"
     sub_scores = 1
     value_range = (0.0, 1.0)
+    needs = frozenset({"occupancy"})
 
     def __init__(self, references=None, per_family: int = 12, seed: int = 10_000) -> None:
         from ...procedural import evaluate
@@ -80,6 +81,7 @@ class AttributeMatch:
     name = "procedural.attributes"
     sub_scores = 1
     value_range = (0.0, 1.0)
+    needs = frozenset({"occupancy"})
 
     def __init__(self) -> None:
         from ...procedural import evaluate

@@ -45,10 +45,13 @@ class Context:
         self._clients: dict[str, Any] = {}
         self._served: dict[str, set[str]] = {}  # base_url → served model names the rewards use
 
-    def judge_client(self, base_url: str | None = None, model: str | None = None):
+    def judge_client(self, base_url: str | None = None, model: str | None = None, default_url: str | None = None):
+        """The client for a judge: the term's ``base_url``, else ``[rewards.judge].base_url``,
+        else the judge's default port from ``vllm_serve`` (one model per vLLM server)."""
         from .judge_client import JudgeClient, JudgeConfig
 
         options = dict(self.judge_options)
+        base_url = base_url or options.get("base_url") or default_url
         if base_url:
             options["base_url"] = base_url
         config = JudgeConfig(**options)
@@ -86,7 +89,9 @@ def _judge(class_name: str) -> Factory:
         from . import judges
 
         cls = getattr(judges, class_name)
-        client = context.judge_client(options.pop("base_url", None), options.get("model") or cls.default_model)
+        client = context.judge_client(
+            options.pop("base_url", None), options.get("model") or cls.default_model, cls.default_base_url
+        )
         return cls(client=client, **options)
 
     return factory
@@ -106,22 +111,23 @@ for _name, _cls in {
 # -- geometry (no weights) ----------------------------------------------------------------------
 
 
-def _geometry(class_name: str) -> Factory:
+def _geometry(class_name: str, config_name: str) -> Factory:
     def factory(options: dict, context: Context) -> Reward:
         from . import geometry
 
-        return getattr(geometry, class_name)(**options)
+        return getattr(geometry, class_name)(getattr(geometry, config_name)(**options))
 
     return factory
 
 
-for _name, _cls in {
-    "geometry.watertight": "Watertight",
-    "geometry.single_part": "SinglePart",
-    "geometry.fill": "FillFraction",
-    "geometry.silhouette": "SilhouetteConsistency",
+for _name, (_cls, _cfg) in {
+    "geometry.watertight": ("Watertight", "WatertightConfig"),
+    "geometry.single_part": ("SinglePart", "PartsConfig"),
+    "geometry.fill": ("FillFraction", "FillConfig"),
+    "geometry.not_flat": ("NotFlat", "NotFlatConfig"),
+    "geometry.silhouette": ("SilhouetteConsistency", "SilhouetteConfig"),
 }.items():
-    register(_name)(_geometry(_cls))
+    register(_name)(_geometry(_cls, _cfg))
 
 
 # -- the procedural demo model ----------------------------------------------------------------
