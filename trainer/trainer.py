@@ -1,0 +1,460 @@
+"""The Hi-GRPO training loop: rollouts → rewards → per-step advantages → DAPO-style loss → updates.
+
+One training step (see ``trainer/config.py`` for the units):
+
+1. **Rollouts with dynamic sampling.** ``prompts_per_step × grad_accum`` prompts per process,
+   G samples each, through ``RolloutRunner`` (step 1 plan → coarse mesh, step 2 visual plan →
+   refined mesh, six views, reward ensemble). Groups whose rewards have zero spread in every
+   step are dropped and more prompts are rolled out, up to ``max_extra_batches`` extra batches.
+2. **Advantages per step** within each group: A1 from R̃_high = R_high + λ·R_low, A2 from
+   R_low, A = (R − mean)/(std + 1e-4). A sample whose reward is missing (judge down, render
+   failed) is left out of its group and of the loss, and counted.
+3. **Old and reference log-probs** of every kept row, once, before the first update
+   (``completion_logprobs``: the constrained, temperature-scaled distribution it was sampled
+   from). The reference is the frozen start policy: the LoRA adapter switched off, or a frozen
+   copy for full fine-tuning; β = 0 skips it.
+4. **μ updates** (``updates_per_batch``): each walks the ``grad_accum`` micro-batches,
+   L = L1 + L2 with each step's loss normalised by that step's token count over the whole
+   global batch (all micro-batches, all processes), then one optimizer step.
+
+Distributed runs go through accelerate (DDP, FSDP, DeepSpeed ZeRO-3 configs in
+``trainer/configs/accelerate``): ``accelerate launch -m ar3d.cli train --config …``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..core.errors import Ar3dError
+from .advantages import DynamicSampling, group_advantages
+from .checkpoint import CheckpointManager, GracefulStop, export_policy
+from .config import TrainConfig
+from .data import PromptSource
+from .loss import LossConfig, completion_logprobs, pack, policy_loss
+from .metrics import MetricsLogger, render_grid
+from .rollout import Rollout, RolloutRunner, reward_needs
+
+
+class TrainingError(Ar3dError, RuntimeError):
+    """The run cannot go on (no rewards at all, a diverged loss); the message says why."""
+
+
+@dataclass
+class Row:
+    """One step of one sample that enters the loss."""
+
+    output: Any  # StepOutput: prompt_ids, completion_ids, reasoning_mask, mesh_mask
+    advantage: float
+    step: int  # 1 or 2
+    micro: int  # which micro-batch (grad_accum index)
+    old_logp: torch.Tensor | None = None
+    ref_logp: torch.Tensor | None = None
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name in ("bf16", "bfloat16"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name in ("fp16", "float16"):
+        return torch.float16
+    return torch.float32
+
+
+class HiGRPOTrainer:
+    """Builds everything a run needs from a ``TrainConfig`` and runs it; resumable.
+
+    ensemble / pool: ready-made reward ensemble or render pool (tests, notebooks); by default
+    they are built from the config (a render pool only when some reward reads views).
+    """
+
+    def __init__(self, config: TrainConfig, *, ensemble=None, pool=None, log: Callable[[str], None] | None = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        from ..core.pipeline import TextTo3D
+        from ..core.rewards import RewardEnsemble
+
+        self.cfg = cfg = config
+        self.accelerator = acc = Accelerator()
+        self.log = log or (lambda msg: acc.print(f"[ar3d train] {msg}"))
+        set_seed(cfg.train.seed, device_specific=True)  # different samples on every process
+        device = acc.device
+        compute = _dtype(cfg.model.dtype, device)
+
+        # -- policy (+ VQ-VAE): trainable weights in fp32, compute in bf16 via autocast ---------
+        lora = cfg.model.lora.enabled
+        self.pipeline = TextTo3D.load(cfg.model.policy, cfg.model.vqvae, device=str(device),
+                                      dtype=compute if lora else torch.float32)  # fmt: skip
+        policy = self.pipeline.policy
+        self.base_path = policy.path
+        model = policy.model
+        self.ref_model = None
+        if cfg.algorithm.beta > 0 and not lora:
+            self.ref_model = copy.deepcopy(model).to(compute).eval().requires_grad_(False)
+        if lora:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, cfg.model.lora.peft_config())
+        if cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if lora:
+                model.enable_input_require_grads()
+        model.config.use_cache = True  # generation keeps its KV cache (model.eval() during rollouts)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if not trainable:
+            raise TrainingError("the model has no trainable parameters (check model.lora.target_modules)")
+        self.autocast = compute if (device.type == "cuda" and compute != torch.float32) else None
+
+        o = cfg.optim
+        optimizer = torch.optim.AdamW(trainable, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+        from transformers import get_scheduler
+
+        scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=cfg.warmup_updates(),
+                                  num_training_steps=cfg.optimizer_updates())  # fmt: skip
+        self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
+        policy.model = acc.unwrap_model(self.model)  # generation runs on the unwrapped module
+        self.policy = policy
+        self.constraint = policy.constraint(cfg.rollout.sampling.to_sampling_config())
+        self.loss_cfg = LossConfig(eps_low=cfg.algorithm.eps_low, eps_high=cfg.algorithm.eps_high,
+                                   clip=cfg.algorithm.clip, beta=cfg.algorithm.beta,
+                                   aggregation=cfg.algorithm.aggregation)  # fmt: skip
+        self.trainable = trainable
+        self.pad_id = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else policy.tokenizer.eos_token_id
+
+        # -- rewards, renders, data, logs, checkpoints ---------------------------------------
+        self.ensemble = ensemble or RewardEnsemble(cfg.reward_config())
+        self._own_pool = False
+        if pool is None and "views" in reward_needs(self.ensemble):
+            from ..headless.pool import RenderPool
+
+            pool = RenderPool(cfg.render.to_pool_config(), cfg.render.to_render_config())
+            self._own_pool = True
+        self.pool = pool
+        self.runner = RolloutRunner(self.pipeline, self.ensemble, cfg.rollout.sampling.to_sampling_config(),
+                                    cfg.rollout.group_size, cfg.rollout.two_step, pool,
+                                    cfg.render.to_render_config() if pool is not None else None)  # fmt: skip
+        self.data = PromptSource.from_config(cfg.data, rank=acc.process_index, world_size=acc.num_processes)
+        self.metrics = MetricsLogger.from_config(cfg.logging, is_main=acc.is_main_process, config=cfg.to_dict())
+        self.checkpoints = CheckpointManager.from_config(cfg.checkpoint, accelerator=acc)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self._rollout_seed = np.random.default_rng([cfg.train.seed, acc.process_index])
+        resume = self.checkpoints.resolve_resume(cfg.checkpoint.resume)
+        if resume is not None:
+            state = self.checkpoints.load(resume, stateful={"rollout_seed": _GeneratorState(self._rollout_seed)})
+            self.step = state.step
+            self.data.load_state_dict(state.data_state)
+            self.history = list(state.metrics.get("history", []))
+            self.log(f"resumed from {resume} at step {self.step}")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def train(self) -> list[dict[str, float]]:
+        cfg = self.cfg
+        self.ensemble.health_check()
+        with GracefulStop() as stop:
+            while self.step < cfg.train.steps:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                self.step += 1
+                stats["time/step_s"] = time.perf_counter() - t0
+                self.history.append(stats)
+                if self.step % cfg.logging.log_every == 0 or self.step == cfg.train.steps:
+                    self.metrics.scalars(stats, self.step)
+                    self.log(_summary(self.step, cfg.train.steps, stats))
+                stopping = stop.should_stop(self.accelerator)
+                if stopping or self.step % cfg.checkpoint.every == 0 or self.step == cfg.train.steps:
+                    self.save()
+                if stopping:
+                    self.log(f"{stop.signal_name}: checkpoint written at step {self.step}; resume with --resume")
+                    break
+        if self.step >= cfg.train.steps and cfg.checkpoint.export_final:
+            self.export(cfg.checkpoint.export_dir)
+        self.close()
+        return self.history
+
+    def train_step(self) -> dict[str, float]:
+        cfg, acc = self.cfg, self.accelerator
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        rollouts, sampler = self._collect()
+        timings["time/rollout_s"] = time.perf_counter() - t
+        rows, rstats = self._rows(rollouts)
+        stats: dict[str, float] = {**rstats, "rollout/dropped_group_fraction": sampler.dropped_fraction,
+                                   "rollout/groups": float(len(sampler.groups)),
+                                   "rollout/batches": float(sampler.batches)}  # fmt: skip
+        for r in rollouts:
+            for k, v in r.timings.items():
+                stats[f"time/{k}"] = stats.get(f"time/{k}", 0.0) + v
+        t = time.perf_counter()
+        self._old_and_ref(rows)
+        timings["time/old_ref_logp_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        update_stats = [self._update(rows) for _ in range(cfg.algorithm.updates_per_batch)]
+        timings["time/update_s"] = time.perf_counter() - t
+        for key in update_stats[0] if update_stats else ():
+            vals = [u[key] for u in update_stats if key in u and u[key] is not None]
+            if vals:
+                stats[key] = float(np.mean(vals))
+        stats["train/lr"] = float(self.scheduler.get_last_lr()[0])
+        stats.update(timings)
+        self._log_samples(rollouts)
+        return stats
+
+    # -- 1. rollouts with dynamic sampling ---------------------------------------------------------
+    def _collect(self) -> tuple[list[Rollout], DynamicSampling]:
+        cfg = self.cfg
+        per_batch = cfg.rollout.prompts_per_step * cfg.train.grad_accum
+        a = cfg.algorithm
+        sampler = DynamicSampling(per_batch, enabled=a.dynamic_sampling, tol=a.zero_spread_tol,
+                                  drop_when=a.drop_when, max_extra_batches=a.max_extra_batches)  # fmt: skip
+        rollouts: list[Rollout] = []
+        while not sampler.full and not sampler.exhausted:
+            need = per_batch - len(sampler.groups)
+            # Every process must ask the data source for the same count (it is sharded in
+            # lock-step), so ask for the full batch each round and keep what is needed.
+            items = self.data.next_batch(per_batch)
+            rollout = self.runner.run([it.prompt for it in items], [it.metadata for it in items],
+                                      seed=int(self._rollout_seed.integers(2**31)))  # fmt: skip
+            r1 = rollout.rewards[0]
+            r2 = rollout.rewards[1] if rollout.two_step else None
+            groups = [(len(rollouts), p) for p in range(len(items))]
+            kept = sampler.add(groups, r1, r2)
+            rollouts.append(rollout)
+            if not kept and need == per_batch and np.isnan(r1).all():
+                raise TrainingError(
+                    "every reward of a rollout batch is missing: "
+                    + "; ".join(sorted(set(rollout.missing_reasons()))[:3])
+                    + ". Check the judge servers (ar3d judges) or the render setup."
+                )
+            if self.accelerator.num_processes > 1:
+                break  # processes must stay in lock-step: one batch each, no extra rounds
+        self._kept = sampler.groups
+        return rollouts, sampler
+
+    # -- 2. advantages, rows -----------------------------------------------------------------------
+    def _rows(self, rollouts: list[Rollout]) -> tuple[list[Row], dict[str, float]]:
+        cfg = self.cfg
+        rows: list[Row] = []
+        excluded = total = 0
+        adv_all: list[float] = []
+        rewards_by_step: dict[int, list[float]] = {1: [], 2: []}
+        per_micro = cfg.rollout.prompts_per_step
+        for gi, (ri, p) in enumerate(self._kept):
+            rollout = rollouts[ri]
+            G = rollout.group_size
+            for k, R in enumerate(rollout.rewards, start=1):
+                adv, valid = group_advantages(R[p : p + 1], eps=cfg.algorithm.adv_eps)
+                rewards_by_step[k] += [float(x) for x in R[p] if np.isfinite(x)]
+                for g in range(G):
+                    total += 1
+                    if not valid[0, g]:
+                        excluded += 1
+                        continue
+                    sample = rollout.samples[p * G + g]
+                    rows.append(Row(sample.steps[k - 1], float(adv[0, g]), k, min(gi // per_micro, cfg.train.grad_accum - 1)))
+                    adv_all.append(float(adv[0, g]))
+        stats = {"rollout/excluded_sample_fraction": excluded / total if total else 0.0,
+                 "advantage/mean": float(np.mean(adv_all)) if adv_all else 0.0,
+                 "advantage/std": float(np.std(adv_all)) if adv_all else 0.0,
+                 "advantage/abs_mean": float(np.mean(np.abs(adv_all))) if adv_all else 0.0}  # fmt: skip
+        name = {1: "reward/r_high_tilde" if cfg.rollout.two_step else "reward/r", 2: "reward/r_low"}
+        for k, vals in rewards_by_step.items():
+            if vals:
+                stats[name[k]] = float(np.mean(vals))
+        stats.update(self._term_means(rollouts))
+        return rows, stats
+
+    def _term_means(self, rollouts: list[Rollout]) -> dict[str, float]:
+        """Every reward dimension, per step, averaged over all rolled-out samples (kept or not)."""
+        sums: dict[str, list[float]] = {}
+        for r in rollouts:
+            s = r.scores
+            steps = [(1, s.step1), (2, s.step2)] if hasattr(s, "step1") else [(1, s)]
+            if hasattr(s, "r_high"):
+                sums.setdefault("reward/r_high", []).extend(v for v in s.r_high if v is not None)
+            for k, st in steps:
+                for term, scores in st.terms.items():
+                    vals = [x.value for x in scores if x.value is not None]
+                    sums.setdefault(f"reward/step{k}/{term}", []).extend(vals)
+                    n = len(scores)
+                    sums.setdefault(f"reward/step{k}/{term}_missing", []).append((n - len(vals)) / n if n else 0.0)
+        return {k: float(np.mean(v)) for k, v in sums.items() if v}
+
+    # -- 3. old / reference log-probs ----------------------------------------------------------------
+    @torch.no_grad()
+    def _old_and_ref(self, rows: list[Row]) -> None:
+        need_old = self.cfg.algorithm.updates_per_batch > 1
+        need_ref = self.loss_cfg.beta > 0
+        if not rows or not (need_old or need_ref):
+            return
+        for chunk in self._chunks(rows):
+            packed = pack([r.output for r in chunk], self.pad_id, self.accelerator.device)
+            if need_old:
+                with self._autocast():
+                    old, _ = completion_logprobs(self.model, packed, self.constraint, self._temperature)
+                for r, lp in zip(chunk, old):
+                    r.old_logp = lp.detach()
+            if need_ref:
+                with self._autocast(), self._reference() as ref:
+                    lp_ref, _ = completion_logprobs(ref, packed, self.constraint, self._temperature)
+                for r, lp in zip(chunk, lp_ref):
+                    r.ref_logp = lp.detach()
+
+    @contextlib.contextmanager
+    def _reference(self):
+        if self.ref_model is not None:
+            yield self.ref_model
+            return
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        with unwrapped.disable_adapter():  # LoRA: the frozen base is the start policy
+            yield self.model
+
+    # -- 4. one update over the rollout batch ---------------------------------------------------------
+    def _update(self, rows: list[Row]) -> dict[str, float]:
+        acc = self.accelerator
+        self.model.train()
+        # Σ_i T_i of each step over the global batch (every micro-batch, every process).
+        local = torch.zeros(4, device=acc.device)
+        for r in rows:
+            n = sum(1 for a, b in zip(r.output.reasoning_mask, r.output.mesh_mask) if a or b)
+            local[r.step - 1] += n
+            local[r.step + 1] += 1
+        world = acc.reduce(local, reduction="sum") if acc.num_processes > 1 else local
+        # DDP averages gradients over processes; the normaliser is global, so undo the average.
+        scale = float(acc.num_processes)
+        stats: list[dict[str, float]] = []
+        for micro in range(self.cfg.train.grad_accum):
+            micro_rows = [r for r in rows if r.micro == micro]
+            if not micro_rows:
+                continue
+            loss_total = None
+            for k in (1, 2):
+                step_rows = [r for r in micro_rows if r.step == k]
+                if not step_rows:
+                    continue
+                packed = pack([r.output for r in step_rows], self.pad_id, acc.device)
+                with self._autocast():
+                    logp, entropy = completion_logprobs(self.model, packed, self.constraint, self._temperature)
+                Tc = logp.shape[1]
+                old = _stack([r.old_logp for r in step_rows], Tc) if step_rows[0].old_logp is not None else None
+                ref = _stack([r.ref_logp for r in step_rows], Tc) if step_rows[0].ref_logp is not None else None
+                adv = torch.tensor([r.advantage for r in step_rows], device=acc.device)
+                loss, s = policy_loss(logp, old, ref, adv, packed.loss_mask, self.loss_cfg,
+                                      num_tokens=float(world[k - 1]), num_sequences=float(world[k + 1]),
+                                      entropy=entropy)  # fmt: skip
+                stats.append({f"loss/step{k}_{key}": v for key, v in s.items()})
+                loss_total = loss if loss_total is None else loss_total + loss
+            acc.backward(loss_total * scale)
+        grad_norm = None
+        if self.cfg.optim.grad_clip and self.cfg.optim.grad_clip > 0:
+            grad_norm = acc.clip_grad_norm_(self.trainable, self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        out: dict[str, float] = {}
+        for s in stats:
+            for key, v in s.items():
+                out.setdefault(key, []).append(v)  # type: ignore[arg-type]
+        merged = {k: float(np.sum(v)) if k.endswith("_loss") or k.endswith("tokens") else float(np.mean(v))
+                  for k, v in out.items()}  # fmt: skip
+        if grad_norm is not None:
+            merged["train/grad_norm"] = float(grad_norm)
+            if not math.isfinite(merged["train/grad_norm"]):
+                raise TrainingError(f"the gradient norm is {grad_norm} at step {self.step + 1}; lower optim.lr")
+        return merged
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    @property
+    def _temperature(self) -> float:
+        return self.cfg.rollout.sampling.temperature
+
+    def _autocast(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.accelerator.device.type, dtype=self.autocast)
+
+    def _chunks(self, rows: list[Row]):
+        size = max(1, self.cfg.rollout.group_size)
+        for i in range(0, len(rows), size):
+            yield rows[i : i + size]
+
+    def _log_samples(self, rollouts: list[Rollout]) -> None:
+        cfg = self.cfg.logging
+        step = self.step + 1
+        if not rollouts or not self.accelerator.is_main_process:
+            return
+        r = rollouts[0]
+        if cfg.text_every and step % cfg.text_every == 0:
+            lines = []
+            for s in r.samples[: cfg.image_samples]:
+                lines.append(f"**{s.prompt}** (sample {s.group_index})\n\n" + "\n\n".join(
+                    f"step {i + 1} plan: {p}" for i, p in enumerate(s.plans)))  # fmt: skip
+            self.metrics.text("samples/plans", "\n\n---\n\n".join(lines), step)
+        if cfg.image_every and step % cfg.image_every == 0:
+            final = r.steps[-1]
+            views = [v for v in final.views[: cfg.image_samples]]
+            if any(v is not None for v in views):
+                captions = [f"{s.prompt} #{s.group_index}" for s in r.samples[: cfg.image_samples]]
+                self.metrics.image("samples/renders", render_grid(views, captions), step)
+
+    def save(self) -> Path:
+        self.model.eval()
+        path = self.checkpoints.save(
+            self.step,
+            data_state=self.data.state_dict(),
+            config=self.cfg,
+            metrics={"history": self.history},
+            stateful={"rollout_seed": _GeneratorState(self._rollout_seed)},
+        )
+        self.log(f"checkpoint: {path}")
+        return path
+
+    def export(self, out_dir: str | os.PathLike) -> Path:
+        path = export_policy(self.model, self.policy.tokenizer, out_dir, accelerator=self.accelerator,
+                             base_model=self.base_path, source_dir=self.base_path,
+                             info={"step": self.step, "config": self.cfg.to_dict()})  # fmt: skip
+        self.log(f"policy exported to {path} (ar3d generate --model {path})")
+        return path
+
+    def close(self) -> None:
+        self.metrics.close()
+        if self._own_pool and self.pool is not None:
+            self.pool.close()
+        self.ensemble.close()
+
+
+class _GeneratorState:
+    """Checkpointable wrapper of the numpy Generator that seeds each rollout batch."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def state_dict(self) -> dict:
+        return {"bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["bit_generator"]
+
+
+def _stack(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    out = torch.zeros(len(rows), width, device=rows[0].device, dtype=rows[0].dtype)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r[:width]
+    return out
+
+
+def _summary(step: int, total: int, s: dict[str, float]) -> str:
+    keys = [("reward/r_high_tilde", "R̃_high"), ("reward/r", "R"), ("reward/r_low", "R_low"),
+            ("loss/step1_kl", "KL"), ("loss/step1_clip_frac_high", "clip↑"),
+            ("rollout/dropped_group_fraction", "dropped"), ("time/step_s", "s")]  # fmt: skip
+    parts = [f"{label} {s[k]:.4g}" for k, label in keys if k in s]
+    return f"step {step}/{total}: " + ", ".join(parts)
