@@ -58,6 +58,12 @@ class EngineOutput:
 
 
 class GenerationEngine(Protocol):
+    """Writes constrained completions for prompt token ids.
+
+    An engine that holds its own copy of the weights (a vLLM server, a compiled graph) may also
+    define ``sync_weights(model)``: the trainer calls it after every optimizer update so rollouts
+    come from the current policy. In-process engines that share the model need not."""
+
     name: str
 
     def generate(

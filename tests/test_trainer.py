@@ -30,6 +30,23 @@ def small_pair(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def demo_vq_pair(tmp_path_factory):
+    """A tiny random policy over 1024 codes with the demo model's trained VQ-VAE: its codes
+    decode to structure (some nearly empty, some full), so a grid reward carries signal. A
+    random VQ-VAE decodes every code sequence to ~50% noise and nothing could be learned."""
+    import shutil
+
+    from ar3d.core.factory import build_tokenizer, create_random_policy
+    from ar3d.core.hub import DEMO_MODEL
+
+    path = tmp_path_factory.mktemp("demo_vq_pair")
+    create_random_policy(path, tokenizer=build_tokenizer(num_codes=1024), seed=0)
+    for name in ("vqvae.safetensors", "vqvae_config.json"):
+        shutil.copy(DEMO_MODEL / name, path / name)
+    return path
+
+
+@pytest.fixture(scope="module")
 def prompts_file(tmp_path_factory):
     p = tmp_path_factory.mktemp("data") / "prompts.jsonl"
     rows = [{"prompt": t, "family": "box"} for t in ("a box", "a chair", "a tall tower", "a mug", "a lamp", "a car")]
@@ -125,9 +142,65 @@ def test_resume_gives_identical_parameters(tmp_path, small_pair, prompts_file):
     assert ra == rb
 
 
-def test_it_learns_a_toy_objective(tmp_path, small_pair, prompts_file):
-    trainer = _toy_trainer(tmp_path, small_pair, prompts_file, 12, optim__lr=3e-3)
+def test_it_learns_a_toy_objective(tmp_path, demo_vq_pair, prompts_file):
+    """8 steps of GRPO on "fewer occupied voxels": the occupied fraction falls clearly (measured:
+    1.2% → 0.6% over 10 steps; the run is seeded, so this is not luck)."""
+    trainer = _toy_trainer(tmp_path, demo_vq_pair, prompts_file, 8, optim__lr=1e-2, algorithm__beta=0.0,
+                           rollout__group_size=8)  # fmt: skip
     history = trainer.train()
-    r = [h["reward/r"] for h in history]
-    first, last = np.mean(r[:3]), np.mean(r[-3:])
-    assert last > first + 0.05, f"mean reward {first:.3f} → {last:.3f}: {np.round(r, 3)}"
+    occupied = [-h["reward/r"] for h in history]
+    first, last = np.mean(occupied[:3]), np.mean(occupied[-3:])
+    assert last < 0.75 * first, f"occupied fraction {first:.4f} → {last:.4f}: {np.round(occupied, 4)}"
+
+
+def test_lora_trains_only_the_adapter_and_exports_a_merged_policy(tmp_path, small_pair, prompts_file):
+    """LoRA (peft) with β > 0: the reference is the base with the adapter switched off."""
+    from ar3d.core.policy import Policy
+
+    trainer = _toy_trainer(tmp_path, small_pair, prompts_file, 1)
+    assert trainer.ref_model is not None  # full fine-tune keeps a frozen copy for the KL
+    from ar3d.trainer.trainer import HiGRPOTrainer
+
+    cfg = _config(tmp_path / "lora", small_pair, prompts_file, train__steps=2)
+    cfg.model.lora.enabled = True
+    cfg.model.lora.r = 4
+    cfg.rollout.two_step = False
+    config = RewardConfig(step1=[TermConfig("fewer_voxels")], step2=[])
+    lora = HiGRPOTrainer(cfg, ensemble=RewardEnsemble(config, rewards={"fewer_voxels": FewerVoxels()}))
+    assert lora.ref_model is None
+    named = dict(lora.accelerator.unwrap_model(lora.model).named_parameters())
+    before = {k: v.detach().clone() for k, v in named.items()}
+    history = lora.train()
+    changed = {k for k, v in named.items() if not torch.equal(before[k], v.detach())}
+    assert changed and all("lora_" in k for k in changed)
+    assert all(np.isfinite(h["loss/step1_kl"]) for h in history)
+    exported = Policy.load(tmp_path / "lora" / "policy", device="cpu")
+    assert not any("lora_" in k for k in exported.model.state_dict())
+
+
+def test_two_processes_with_ddp(tmp_path, small_pair, prompts_file):
+    """`ar3d train` under torchrun with 2 CPU processes (gloo DDP through accelerate): prompts
+    are sharded, gradients synchronised, one checkpoint holds every rank's state."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, small_pair, prompts_file, train__steps=1)
+    cfg.rollout.two_step = False
+    cfg.rewards = {"preset": "geometry", "step1": [{"reward": "geometry.fill"}], "step2": []}
+    path = cfg.save(tmp_path / "ddp.toml")
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous (torchrun's 0 does not mean "any")
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(port)]  # fmt: skip
+    done = subprocess.run([*torchrun, "-m", "ar3d.cli", "train", "--config", str(path)], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = tmp_path / "ckpt" / "step-00000001"
+    assert (ckpt / "state_rollout_seed_rank0.pt").is_file() and (ckpt / "state_rollout_seed_rank1.pt").is_file()
+    assert (ckpt / "accelerate" / "random_states_1.pkl").is_file()
+    assert done.stdout.count("step 1/1") == 1  # only the main process logs

@@ -181,6 +181,8 @@ def completion_logprobs(
     cols = packed.prompt_lens[:, None] - 1 + t[None, :]  # [B, Tc]
     rows = torch.arange(B, device=device)[:, None].expand(B, Tc)
 
+    if hasattr(model, "get_base_model"):  # peft: LoRA layers live inside the base model
+        model = model.get_base_model()
     bare = hasattr(model, "lm_head") and hasattr(model, "model")
     if use_forward is None:
         use_forward = not bare

@@ -13,11 +13,13 @@ failed keeps its row with the reason, and its rewards come back missing, never 0
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from ..core.engine import SamplingConfig
 from ..core.pipeline import TextTo3D
@@ -90,6 +92,7 @@ class RolloutRunner:
         two_step: bool = True,
         pool=None,
         render_config=None,
+        generation_context=None,
     ) -> None:
         self.pipeline = pipeline
         self.ensemble = ensemble
@@ -98,6 +101,8 @@ class RolloutRunner:
         self.two_step = two_step
         self.pool = pool
         self.render_config = render_config
+        # Sharded training (FSDP, ZeRO-3) must gather the full weights around generation.
+        self.generation_context = generation_context or contextlib.nullcontext
         self.needs = reward_needs(ensemble)
         if "views" in self.needs and pool is None:
             raise ValueError("the configured rewards read rendered views: pass a RenderPool")
@@ -108,7 +113,8 @@ class RolloutRunner:
         was_training = policy.model.training
         policy.model.eval()  # generation uses the KV cache; gradient checkpointing turns it off in train mode
         try:
-            gen = policy.generate(list(prompts), self.group_size, self.two_step, self.sampling, seed)
+            with torch.no_grad(), self.generation_context():
+                gen = policy.generate(list(prompts), self.group_size, self.two_step, self.sampling, seed)
         finally:
             policy.model.train(was_training)
         t1 = time.perf_counter()

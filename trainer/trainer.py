@@ -74,9 +74,12 @@ class HiGRPOTrainer:
 
     ensemble / pool: ready-made reward ensemble or render pool (tests, notebooks); by default
     they are built from the config (a render pool only when some reward reads views).
+    pipeline: a ready ``TextTo3D`` (benchmarks build random 7B-shaped weights in memory);
+    by default ``model.policy`` / ``model.vqvae`` are loaded.
     """
 
-    def __init__(self, config: TrainConfig, *, ensemble=None, pool=None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: TrainConfig, *, ensemble=None, pool=None, pipeline=None,
+                 log: Callable[[str], None] | None = None) -> None:  # fmt: skip
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -92,14 +95,19 @@ class HiGRPOTrainer:
 
         # -- policy (+ VQ-VAE): trainable weights in fp32, compute in bf16 via autocast ---------
         lora = cfg.model.lora.enabled
-        self.pipeline = TextTo3D.load(cfg.model.policy, cfg.model.vqvae, device=str(device),
-                                      dtype=compute if lora else torch.float32)  # fmt: skip
+        self.pipeline = pipeline or TextTo3D.load(cfg.model.policy, cfg.model.vqvae, device=str(device),
+                                                  dtype=compute if lora else torch.float32)  # fmt: skip
         policy = self.pipeline.policy
         self.base_path = policy.path
         model = policy.model
         self.ref_model = None
         if cfg.algorithm.beta > 0 and not lora:
             self.ref_model = copy.deepcopy(model).to(compute).eval().requires_grad_(False)
+        # The vision tower never sees an image in text-to-3D: freeze it (DDP would otherwise wait
+        # for gradients that never come).
+        for name, p in model.named_parameters():
+            if ".visual." in f".{name}":
+                p.requires_grad_(False)
         if lora:
             from peft import get_peft_model
 
@@ -128,6 +136,11 @@ class HiGRPOTrainer:
                                    clip=cfg.algorithm.clip, beta=cfg.algorithm.beta,
                                    aggregation=cfg.algorithm.aggregation)  # fmt: skip
         self.trainable = trainable
+        from accelerate.utils import DistributedType
+
+        # Sharded wrappers forward attribute access to the inner model, but their own forward
+        # must run (it gathers the shards): no shortcut through model.model + lm_head.
+        self._use_forward = True if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED) else None
         self.pad_id = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else policy.tokenizer.eos_token_id
 
         # -- rewards, renders, data, logs, checkpoints ---------------------------------------
@@ -141,7 +154,8 @@ class HiGRPOTrainer:
         self.pool = pool
         self.runner = RolloutRunner(self.pipeline, self.ensemble, cfg.rollout.sampling.to_sampling_config(),
                                     cfg.rollout.group_size, cfg.rollout.two_step, pool,
-                                    cfg.render.to_render_config() if pool is not None else None)  # fmt: skip
+                                    cfg.render.to_render_config() if pool is not None else None,
+                                    generation_context=self._full_weights)  # fmt: skip
         self.data = PromptSource.from_config(cfg.data, rank=acc.process_index, world_size=acc.num_processes)
         self.metrics = MetricsLogger.from_config(cfg.logging, is_main=acc.is_main_process, config=cfg.to_dict())
         self.checkpoints = CheckpointManager.from_config(cfg.checkpoint, accelerator=acc)
@@ -166,6 +180,7 @@ class HiGRPOTrainer:
                 stats = self.train_step()
                 self.step += 1
                 stats["time/step_s"] = time.perf_counter() - t0
+                stats = self._mean_across_processes(stats)
                 self.history.append(stats)
                 if self.step % cfg.logging.log_every == 0 or self.step == cfg.train.steps:
                     self.metrics.scalars(stats, self.step)
@@ -300,7 +315,8 @@ class HiGRPOTrainer:
             packed = pack([r.output for r in chunk], self.pad_id, self.accelerator.device)
             if need_old:
                 with self._autocast():
-                    old, _ = completion_logprobs(self.model, packed, self.constraint, self._temperature)
+                    old, _ = completion_logprobs(self.model, packed, self.constraint, self._temperature,
+                                                  use_forward=self._use_forward)
                 for r, lp in zip(chunk, old):
                     r.old_logp = lp.detach()
             if need_ref:
@@ -308,6 +324,22 @@ class HiGRPOTrainer:
                     lp_ref, _ = completion_logprobs(ref, packed, self.constraint, self._temperature)
                 for r, lp in zip(chunk, lp_ref):
                     r.ref_logp = lp.detach()
+
+    def _full_weights(self):
+        """Around generation: gather sharded weights (FSDP, DeepSpeed ZeRO-3) on every process,
+        read-only; a no-op for one process and DDP."""
+        from accelerate.utils import DistributedType
+
+        kind = self.accelerator.distributed_type
+        if kind == DistributedType.FSDP:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            return FSDP.summon_full_params(self.model, writeback=False, recurse=True)
+        if kind == DistributedType.DEEPSPEED and getattr(self.model, "zero_optimization_stage", lambda: 0)() == 3:
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
+        return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _reference(self):
@@ -332,18 +364,18 @@ class HiGRPOTrainer:
         # DDP averages gradients over processes; the normaliser is global, so undo the average.
         scale = float(acc.num_processes)
         stats: list[dict[str, float]] = []
-        for micro in range(self.cfg.train.grad_accum):
-            micro_rows = [r for r in rows if r.micro == micro]
-            if not micro_rows:
-                continue
-            loss_total = None
-            for k in (1, 2):
-                step_rows = [r for r in micro_rows if r.step == k]
-                if not step_rows:
-                    continue
+        # One forward + backward per (micro-batch, step); gradients are synchronised across
+        # processes only on the last one (DDP reduces on every backward outside no_sync).
+        parts = [(micro, k) for micro in range(self.cfg.train.grad_accum) for k in (1, 2)
+                 if any(r.micro == micro and r.step == k for r in rows)]  # fmt: skip
+        for i, (micro, k) in enumerate(parts):
+            step_rows = [r for r in rows if r.micro == micro and r.step == k]
+            sync = contextlib.nullcontext() if i == len(parts) - 1 else acc.no_sync(self.model)
+            with sync:
                 packed = pack([r.output for r in step_rows], self.pad_id, acc.device)
                 with self._autocast():
-                    logp, entropy = completion_logprobs(self.model, packed, self.constraint, self._temperature)
+                    logp, entropy = completion_logprobs(self.model, packed, self.constraint, self._temperature,
+                                                  use_forward=self._use_forward)
                 Tc = logp.shape[1]
                 old = _stack([r.old_logp for r in step_rows], Tc) if step_rows[0].old_logp is not None else None
                 ref = _stack([r.ref_logp for r in step_rows], Tc) if step_rows[0].ref_logp is not None else None
@@ -352,14 +384,17 @@ class HiGRPOTrainer:
                                       num_tokens=float(world[k - 1]), num_sequences=float(world[k + 1]),
                                       entropy=entropy)  # fmt: skip
                 stats.append({f"loss/step{k}_{key}": v for key, v in s.items()})
-                loss_total = loss if loss_total is None else loss_total + loss
-            acc.backward(loss_total * scale)
+                acc.backward(loss * scale)  # L = L1 + L2: the gradients add up
         grad_norm = None
         if self.cfg.optim.grad_clip and self.cfg.optim.grad_clip > 0:
             grad_norm = acc.clip_grad_norm_(self.trainable, self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        # An engine that generates outside this process (a vLLM server) takes the new weights.
+        sync = getattr(self.policy.engine, "sync_weights", None)
+        if sync is not None:
+            sync(self.accelerator.unwrap_model(self.model))
         out: dict[str, float] = {}
         for s in stats:
             for key, v in s.items():
@@ -373,6 +408,16 @@ class HiGRPOTrainer:
         return merged
 
     # -- helpers ---------------------------------------------------------------------------------------
+    def _mean_across_processes(self, stats: dict[str, float]) -> dict[str, float]:
+        """Each process rolled out its own prompts: log the mean over all of them."""
+        if self.accelerator.num_processes == 1:
+            return stats
+        from accelerate.utils import gather_object
+
+        everyone = gather_object([stats])
+        keys = set().union(*everyone)
+        return {k: float(np.mean([s[k] for s in everyone if k in s])) for k in sorted(keys)}
+
     @property
     def _temperature(self) -> float:
         return self.cfg.rollout.sampling.temperature

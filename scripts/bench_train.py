@@ -1,0 +1,114 @@
+"""One Hi-GRPO step at the real 7B shape (random weights), LoRA on one GPU: the time of each phase
+and peak memory.
+
+The policy is Qwen2.5-VL-7B + mesh tokens with random bf16 weights built on the GPU, the VQ-VAE
+has the released shape (random fp16 weights); rollouts are G = 8 samples of one prompt, two
+steps (plan → coarse, visual plan → refined), plans capped at ``--plan`` tokens. Rewards are the
+weight-free geometry checks that read the decoded grid (fill, single part): bpy cannot run on
+the GPU machines, so rendering is measured separately on the CPU (BENCHMARKS.md, issue #3).
+
+    python scripts/bench_train.py --out train.json        # GPU, real shapes
+    python scripts/bench_train.py --tiny                  # CPU smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/ beside the package
+from bench_generate import build_policy  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--plan", type=int, default=64, help="max plan tokens")
+    ap.add_argument("--steps", type=int, default=2, help="training steps; the last is reported")
+    ap.add_argument("--updates", type=int, default=2, help="updates per rollout batch (μ)")
+    ap.add_argument("--lora-r", type=int, default=64)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+
+    from ar3d.core.pipeline import TextTo3D
+    from ar3d.core.rewards import RewardConfig, RewardEnsemble, TermConfig
+    from ar3d.core.vqvae import VQVAE3D, VQVAEConfig
+    from ar3d.trainer.config import TrainConfig
+    from ar3d.trainer.trainer import HiGRPOTrainer
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    t0 = time.perf_counter()
+    policy, shape = build_policy(args.tiny, device, dtype, seed=0)
+    vq_cfg = VQVAEConfig(num_embeddings=policy.vocab.num_codes)
+    if args.tiny:
+        vq_cfg = VQVAEConfig(num_embeddings=policy.vocab.num_codes, encoder_channels=(8, 16, 32),
+                             decoder_channels=(32, 16, 8), num_res_blocks=1, num_res_blocks_middle=1)  # fmt: skip
+    vq = VQVAE3D(vq_cfg).to(device).eval()
+    if device.type == "cuda":
+        vq = vq.to_inference_dtype(torch.float16)
+    pipeline = TextTo3D(policy, vq)
+    build_s = time.perf_counter() - t0
+
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "prompts.txt").write_text("a wooden chair with four legs\na tall lamp\n")
+    cfg = TrainConfig.from_dict({
+        "model": {"dtype": "bf16", "gradient_checkpointing": True,
+                  "lora": {"enabled": True, "r": args.lora_r, "alpha": 2 * args.lora_r}},
+        "data": {"path": str(tmp / "prompts.txt")},
+        "rollout": {"group_size": args.group, "prompts_per_step": 1, "two_step": True,
+                    "sampling": {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_plan_tokens": args.plan}},
+        "rewards": {"preset": "geometry"},
+        "algorithm": {"updates_per_batch": args.updates, "beta": 0.01, "dynamic_sampling": False},
+        "optim": {"lr": 1e-6, "warmup_steps": 0},
+        "train": {"steps": args.steps, "grad_accum": 1},
+        "checkpoint": {"dir": str(tmp / "ckpt"), "every": 10**6, "export_final": False},
+        "logging": {"dir": str(tmp / "logs"), "tensorboard": False, "text_every": 0, "image_every": 0},
+    }, validate=False)  # fmt: skip
+    rewards = RewardConfig(step1=[TermConfig("geometry.fill"), TermConfig("geometry.single_part")],
+                           step2=[TermConfig("geometry.fill"), TermConfig("geometry.single_part")])  # fmt: skip
+    trainer = HiGRPOTrainer(cfg, ensemble=RewardEnsemble(rewards), pipeline=pipeline)
+    trainable = sum(p.numel() for p in trainer.trainable)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    history = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        stats = trainer.train_step()
+        trainer.step += 1
+        stats["time/step_s"] = time.perf_counter() - t
+        history.append(stats)
+        print(json.dumps({k: round(v, 3) for k, v in stats.items() if k.startswith("time/")}), flush=True)
+    last = history[-1]
+    tokens = last.get("loss/step1_tokens", 0) + last.get("loss/step2_tokens", 0)
+    result = {
+        "date": _dt.date.today().isoformat(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "policy": "tiny" if args.tiny else "qwen2.5-vl-7b shape, random bf16",
+        "lora_r": args.lora_r,
+        "trainable_params": trainable,
+        "group": args.group,
+        "max_plan_tokens": args.plan,
+        "updates_per_batch": args.updates,
+        "build_s": round(build_s, 1),
+        "phases_s": {k.removeprefix("time/"): round(v, 2) for k, v in last.items() if k.startswith("time/")},
+        "loss_tokens_per_update": tokens,
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 1) if device.type == "cuda" else None,
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
