@@ -84,6 +84,9 @@ class HFEngine:
     def __init__(self, model, pad_id: int):
         self.model = model
         self.pad_id = pad_id
+        # Sharded training (FSDP, ZeRO-3): every process must run the same number of forward
+        # passes, since each gathers weight shards with collectives (transformers' synced_gpus).
+        self.synced_gpus = False
 
     def generate(self, prompts, constraint, sampling, seed=None, on_token=None) -> EngineOutput:
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
@@ -119,6 +122,7 @@ class HFEngine:
                 generation_config=config,
                 logits_processor=LogitsProcessorList([tracker]),
                 stopping_criteria=StoppingCriteriaList([stopper]),
+                synced_gpus=self.synced_gpus,
             )
         seconds = time.perf_counter() - t0
         if stopper.cancelled:

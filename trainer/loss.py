@@ -181,19 +181,15 @@ def completion_logprobs(
     cols = packed.prompt_lens[:, None] - 1 + t[None, :]  # [B, Tc]
     rows = torch.arange(B, device=device)[:, None].expand(B, Tc)
 
-    if hasattr(model, "get_base_model"):  # peft: LoRA layers live inside the base model
-        model = model.get_base_model()
-    bare = hasattr(model, "lm_head") and hasattr(model, "model")
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: LoRA lives inside
+    bare = hasattr(inner, "lm_head") and hasattr(inner, "model")
     if use_forward is None:
         use_forward = not bare
     if use_forward:
-        keep = torch.zeros_like(packed.attention_mask, dtype=torch.bool)
-        keep[rows[valid], cols[valid]] = True  # row-major order = (b, t) order: cols rise with t
-        x = model(
-            input_ids=packed.input_ids, attention_mask=packed.attention_mask, logits_to_keep=keep, use_cache=False
-        ).logits
+        x = _forward_logits(model, packed, rows[valid], cols[valid])
         head = None
     else:
+        model = inner
         hidden = model.model(
             input_ids=packed.input_ids, attention_mask=packed.attention_mask, use_cache=False
         ).last_hidden_state
@@ -216,6 +212,22 @@ def completion_logprobs(
     out_logp = out_logp.masked_scatter(valid, torch.cat(logps))
     out_ent = out_ent.masked_scatter(valid, torch.cat(ents))
     return out_logp, out_ent
+
+
+_BOOL_LOGITS_TO_KEEP = [True]  # transformers < 5.2x slices logits_to_keep on one dim only
+
+
+def _forward_logits(model, packed: PackedBatch, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """[N, V] logits of the (row, col) positions through the wrapper's own forward."""
+    kwargs = dict(input_ids=packed.input_ids, attention_mask=packed.attention_mask, use_cache=False)
+    if _BOOL_LOGITS_TO_KEEP[0]:
+        keep = torch.zeros_like(packed.attention_mask, dtype=torch.bool)
+        keep[rows, cols] = True  # row-major order = (b, t) order: cols rise with t
+        try:
+            return model(**kwargs, logits_to_keep=keep).logits
+        except IndexError:  # this transformers cannot take a [B, L] mask: all logits, then pick
+            _BOOL_LOGITS_TO_KEEP[0] = False
+    return model(**kwargs, logits_to_keep=0).logits[rows, cols]
 
 
 # --- the loss -------------------------------------------------------------------------------

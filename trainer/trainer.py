@@ -130,6 +130,10 @@ class HiGRPOTrainer:
                                   num_training_steps=cfg.optimizer_updates())  # fmt: skip
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         policy.model = acc.unwrap_model(self.model)  # generation runs on the unwrapped module
+        from accelerate.utils import DistributedType as _DT
+
+        if acc.distributed_type in (_DT.FSDP, _DT.DEEPSPEED) and hasattr(policy.engine, "synced_gpus"):
+            policy.engine.synced_gpus = True
         self.policy = policy
         self.constraint = policy.constraint(cfg.rollout.sampling.to_sampling_config())
         self.loss_cfg = LossConfig(eps_low=cfg.algorithm.eps_low, eps_high=cfg.algorithm.eps_high,
@@ -334,7 +338,10 @@ class HiGRPOTrainer:
         if kind == DistributedType.FSDP:
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-            return FSDP.summon_full_params(self.model, writeback=False, recurse=True)
+            # The root unit's weights (embeddings, final norm, lm_head) are gathered here; every
+            # decoder layer gathers its own in its forward, and synced_gpus keeps the processes'
+            # forward passes (and so those collectives) in step.
+            return FSDP.summon_full_params(self.model, writeback=False, recurse=False)
         if kind == DistributedType.DEEPSPEED and getattr(self.model, "zero_optimization_stage", lambda: 0)() == 3:
             import deepspeed
 
