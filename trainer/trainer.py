@@ -205,6 +205,7 @@ class HiGRPOTrainer:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         rollouts, sampler = self._collect()
+        self._filler = rollouts[0].samples[0].steps[0]  # for passes that only keep processes in step
         timings["time/rollout_s"] = time.perf_counter() - t
         rows, rstats = self._rows(rollouts)
         stats: dict[str, float] = {**rstats, "rollout/dropped_group_fraction": sampler.dropped_fraction,
@@ -315,19 +316,22 @@ class HiGRPOTrainer:
         need_ref = self.loss_cfg.beta > 0
         if not rows or not (need_old or need_ref):
             return
-        for chunk in self._chunks(rows):
+        chunks = list(self._chunks(rows))
+        for i in range(self._same_count(len(chunks))):
+            dummy = i >= len(chunks)  # sharded models: every process runs as many forwards
+            chunk = [Row(self._filler, 0.0, 1, 0)] if dummy else chunks[i]
             packed = pack([r.output for r in chunk], self.pad_id, self.accelerator.device)
             if need_old:
                 with self._autocast():
                     old, _ = completion_logprobs(self.model, packed, self.constraint, self._temperature,
                                                   use_forward=self._use_forward)
                 for r, lp in zip(chunk, old):
-                    r.old_logp = lp.detach()
+                    r.old_logp = None if dummy else lp.detach()
             if need_ref:
                 with self._autocast(), self._reference() as ref:
                     lp_ref, _ = completion_logprobs(ref, packed, self.constraint, self._temperature)
                 for r, lp in zip(chunk, lp_ref):
-                    r.ref_logp = lp.detach()
+                    r.ref_logp = None if dummy else lp.detach()
 
     def _full_weights(self):
         """Around generation: gather sharded weights (FSDP, DeepSpeed ZeRO-3) on every process,
@@ -375,9 +379,19 @@ class HiGRPOTrainer:
         # processes only on the last one (DDP reduces on every backward outside no_sync).
         parts = [(micro, k) for micro in range(self.cfg.train.grad_accum) for k in (1, 2)
                  if any(r.micro == micro and r.step == k for r in rows)]  # fmt: skip
-        for i, (micro, k) in enumerate(parts):
+        n_parts = self._same_count(len(parts))
+        for i in range(n_parts):
+            sync = contextlib.nullcontext() if i == n_parts - 1 else acc.no_sync(self.model)
+            if i >= len(parts):  # this process has less work: a forward/backward that adds 0
+                with sync:
+                    packed = pack([self._filler], self.pad_id, acc.device)
+                    with self._autocast():
+                        logp, _ = completion_logprobs(self.model, packed, self.constraint, self._temperature,
+                                                      use_forward=self._use_forward)
+                    acc.backward(logp.sum() * 0.0)
+                continue
+            micro, k = parts[i]
             step_rows = [r for r in rows if r.micro == micro and r.step == k]
-            sync = contextlib.nullcontext() if i == len(parts) - 1 else acc.no_sync(self.model)
             with sync:
                 packed = pack([r.output for r in step_rows], self.pad_id, acc.device)
                 with self._autocast():
@@ -415,6 +429,14 @@ class HiGRPOTrainer:
         return merged
 
     # -- helpers ---------------------------------------------------------------------------------------
+    def _same_count(self, n: int) -> int:
+        """The largest n over all processes: DDP and FSDP need every process to run the same
+        number of forward/backward passes (their collectives pair up), whatever each one drew."""
+        if self.accelerator.num_processes == 1:
+            return n
+        t = torch.tensor([n], device=self.accelerator.device)
+        return int(self.accelerator.gather(t).max())
+
     def _mean_across_processes(self, stats: dict[str, float]) -> dict[str, float]:
         """Each process rolled out its own prompts: log the mean over all of them."""
         if self.accelerator.num_processes == 1:
