@@ -88,6 +88,7 @@ class HiGRPOTrainer:
 
         self.cfg = cfg = config
         self.accelerator = acc = Accelerator()
+        _check_sharding(acc)
         self.log = log or (lambda msg: acc.print(f"[ar3d train] {msg}"))
         set_seed(cfg.train.seed, device_specific=True)  # different samples on every process
         device = acc.device
@@ -504,6 +505,22 @@ class HiGRPOTrainer:
         if self._own_pool and self.pool is not None:
             self.pool.close()
         self.ensemble.close()
+
+
+def _check_sharding(acc) -> None:
+    """Sharded weights (FSDP, DeepSpeed ZeRO-3) are not ready: on 2×H200 the first step ran
+    (rollouts with synced_gpus, loss, update, sharded checkpoint) and the second step's rollout
+    hung. Refuse with a clear message instead of hanging; AR3D_EXPERIMENTAL_SHARDED=1 lets a
+    developer go on debugging it."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        if os.environ.get("AR3D_EXPERIMENTAL_SHARDED") != "1":
+            raise TrainingError(
+                f"{acc.distributed_type.value} (sharded weights) is not supported yet: the second rollout "
+                "hangs. Use DDP (trainer/configs/accelerate/ddp.yaml) — with LoRA a 7B policy trains in "
+                "26 GiB per GPU — or set AR3D_EXPERIMENTAL_SHARDED=1 to debug it."
+            )
 
 
 class _GeneratorState:
