@@ -1,4 +1,4 @@
-"""`ar3d` command line: generate, decode, encode, render, info, judges.
+"""`ar3d` command line: generate, decode, encode, render, info, judges, train, serve.
 
 Heavy imports (torch, transformers) happen inside the commands so `ar3d --help` is instant.
 Every user-facing failure is an `Ar3dError`-like exception with a message that says what to do;
@@ -328,6 +328,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """The HTTP job server (see ar3d.server): the model loads once, jobs run in order."""
+    try:
+        from .server.app import serve
+    except ImportError as e:
+        raise CliError(f"ar3d serve needs FastAPI and uvicorn ({e.name or e} is missing): pip install 'ar3d[serve]'") from None
+    return serve(args)
+
+
 def _bpy_version():
     import importlib.util
 
@@ -405,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: local only)")
     jd.add_argument("--run", action="store_true", help="start the judges and wait; Ctrl-C stops them all")
     jd.set_defaults(func=cmd_judges)
+
+    sv = sub.add_parser("serve", help="HTTP job server for the Blender add-on and scripts (needs ar3d[serve])")
+    model_args(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: local only; any other needs a token)")
+    sv.add_argument("--port", type=int, default=8765, help="default 8765")
+    sv.add_argument("--token", help="bearer token every request but /v1/health must carry (default: $AR3D_SERVER_TOKEN)")
+    sv.add_argument("--max-queue", type=int, default=8, help="jobs allowed to wait; more get 429 (default 8)")
+    sv.add_argument("--keep-jobs", type=int, default=64, help="finished jobs remembered with their GLBs (default 64)")
+    sv.add_argument("--rank-rewards", help="best-of-N: a reward preset (geometry, demo, paper) or TOML file that ranks the samples")
+    sv.set_defaults(func=cmd_serve)
 
     from .trainer.config import add_cli_arguments
 

@@ -41,6 +41,9 @@ class Progress:
     stage: str  # "planning", then "mesh" (one-step) or "coarse" / "refined"
     mesh_tokens: int  # codes written so far by the slowest row
     total: int = 1024
+    # Per row (prompts × samples), the plans of the steps already finished: the step-1 plan is
+    # known while step 2 runs, so the server and the add-on can show it early.
+    plans: tuple = ()
 
 
 @dataclass
@@ -181,7 +184,8 @@ class Policy:
         for step in range(1, steps + 1):
             prompt_ids = [self.prompt_ids(templates.step_messages(step, p, plans[i], two_step)) for i, p in enumerate(rows)]
             stage = "mesh" if steps == 1 else ("coarse" if step == 1 else "refined")
-            callback = _progress_callback(step, steps, stage, progress, should_stop)
+            done_plans = tuple(tuple(o.plan for o in row) for row in outputs)
+            callback = _progress_callback(step, steps, stage, progress, should_stop, done_plans)
             out = self.engine.generate(prompt_ids, constraint, sampling, seed=seed + step - 1, on_token=callback)
             for i, completion in enumerate(out.completions):
                 result = self._parse(step, prompt_ids[i], completion, constraint, out.seconds)
@@ -206,7 +210,7 @@ def _as_list(x):
     return [] if x is None else (list(x) if isinstance(x, (list, tuple)) else [x])
 
 
-def _progress_callback(step, steps, stage, progress, should_stop):
+def _progress_callback(step, steps, stage, progress, should_stop, plans=()):
     if progress is None and should_stop is None:
         return None
     last = [None]
@@ -215,7 +219,7 @@ def _progress_callback(step, steps, stage, progress, should_stop):
         if progress is not None:
             done = torch.where(state.phase == DONE, 1024, torch.where(state.phase == MESH, state.n, 0))
             planning = bool((state.phase == PLAN).any())
-            event = Progress(step, steps, "planning" if planning else stage, int(done.min()))
+            event = Progress(step, steps, "planning" if planning else stage, int(done.min()), plans=plans)
             if event != last[0]:
                 last[0] = event
                 progress(event)

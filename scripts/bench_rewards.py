@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,17 +36,8 @@ TINY = {
 }
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device):
-    sync(device)
-    t = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t, out
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ beside this file
+from bench_generate import _timed as timed  # noqa: E402  (wall seconds with the device drained)
 
 
 def main(argv=None) -> int:
