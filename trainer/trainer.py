@@ -91,6 +91,8 @@ class HiGRPOTrainer:
         _check_sharding(acc)
         self.log = log or (lambda msg: acc.print(f"[ar3d train] {msg}"))
         set_seed(cfg.train.seed, device_specific=True)  # different samples on every process
+        # The prompt file first: a typo there should not wait for a 7B model to load.
+        self.data = PromptSource.from_config(cfg.data, rank=acc.process_index, world_size=acc.num_processes)
         device = acc.device
         compute = _dtype(cfg.model.dtype, device)
 
@@ -161,7 +163,6 @@ class HiGRPOTrainer:
                                     cfg.rollout.group_size, cfg.rollout.two_step, pool,
                                     cfg.render.to_render_config() if pool is not None else None,
                                     generation_context=self._full_weights)  # fmt: skip
-        self.data = PromptSource.from_config(cfg.data, rank=acc.process_index, world_size=acc.num_processes)
         self.metrics = MetricsLogger.from_config(cfg.logging, is_main=acc.is_main_process, config=cfg.to_dict())
         self.checkpoints = CheckpointManager.from_config(cfg.checkpoint, accelerator=acc)
         self.step = 0
