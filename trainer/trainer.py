@@ -154,7 +154,17 @@ class HiGRPOTrainer:
         self.ensemble = ensemble or RewardEnsemble(cfg.reward_config())
         self._own_pool = False
         if pool is None and "views" in reward_needs(self.ensemble):
+            import importlib.util
+
             from ..headless.pool import RenderPool
+
+            if importlib.util.find_spec("bpy") is None:
+                readers = sorted({t.name for k in (1, 2) for t in self.ensemble.terms(k)
+                                  if "views" in getattr(self.ensemble.reward(t), "needs", {"views"})})  # fmt: skip
+                raise TrainingError(
+                    f"the rewards {', '.join(readers)} read rendered views, but Blender (bpy) is not installed "
+                    "here: pip install 'ar3d[render]' (Python 3.11), or leave those rewards out of [rewards]"
+                )
 
             pool = RenderPool(cfg.render.to_pool_config(), cfg.render.to_render_config())
             self._own_pool = True
