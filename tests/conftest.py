@@ -36,3 +36,21 @@ def tiny_policy(tiny_policy_dir):
     from ar3d.core.policy import Policy
 
     return Policy.load(tiny_policy_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_pair(tmp_path_factory) -> Path:
+    """A tiny policy (64 mesh codes) with a small random VQ-VAE bundled in its folder: the whole
+    prompt → codes → occupancy → mesh path in seconds (trainer and server tests)."""
+    import torch
+
+    from ar3d.core.factory import build_tokenizer, create_random_policy
+    from ar3d.core.vqvae import VQVAE3D, VQVAEConfig, save_vqvae
+
+    path = tmp_path_factory.mktemp("small_pair")
+    create_random_policy(path, tokenizer=build_tokenizer(num_codes=64), seed=0)
+    torch.manual_seed(0)
+    vq = VQVAE3D(VQVAEConfig(num_embeddings=64, encoder_channels=(8, 16, 32), decoder_channels=(32, 16, 8),
+                             num_res_blocks=1, num_res_blocks_middle=1))  # fmt: skip
+    save_vqvae(vq, path / "vqvae.safetensors")
+    return path

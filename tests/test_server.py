@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -24,31 +23,15 @@ from fastapi.testclient import TestClient  # noqa: E402
 from ar3d.server.app import create_app  # noqa: E402
 from ar3d.server.config import ServerConfig, ServerConfigError  # noqa: E402
 
-NUM_CODES = 64
 STATUSES = {"queued", "planning", "coarse", "refined", "decoding", "done", "failed", "cancelled"}
 FAST = {"max_plan_tokens": 2}  # the random policy's plan text is noise; keep it short
 
 
 @pytest.fixture(scope="module")
-def pair_dir(tmp_path_factory):
-    """A tiny policy (64 mesh codes) with a small random VQ-VAE bundled in its folder."""
-    from ar3d.core.factory import build_tokenizer, create_random_policy
-    from ar3d.core.vqvae import VQVAE3D, VQVAEConfig, save_vqvae
-
-    path = tmp_path_factory.mktemp("serve_pair")
-    create_random_policy(path, tokenizer=build_tokenizer(num_codes=NUM_CODES), seed=0)
-    torch.manual_seed(0)
-    vq = VQVAE3D(VQVAEConfig(num_embeddings=NUM_CODES, encoder_channels=(8, 16, 32), decoder_channels=(32, 16, 8),
-                             num_res_blocks=1, num_res_blocks_middle=1))  # fmt: skip
-    save_vqvae(vq, path / "vqvae.safetensors")
-    return path
-
-
-@pytest.fixture(scope="module")
-def pipe(pair_dir):
+def pipe(small_pair):
     from ar3d.core.pipeline import TextTo3D
 
-    return TextTo3D.load(str(pair_dir), device="cpu")
+    return TextTo3D.load(str(small_pair), device="cpu")
 
 
 def client_for(pipeline, **config) -> TestClient:
@@ -162,11 +145,11 @@ def test_cancel_running_and_queued_and_queue_limit(pipe):
 
 
 # --- no generation ---------------------------------------------------------------------------
-def test_health_and_openapi(pipe, pair_dir):
+def test_health_and_openapi(pipe, small_pair):
     with client_for(pipe) as c:
         h = c.get("/v1/health").json()
         assert h["status"] == "ok" and h["auth"] is False and h["engine"] == "transformers"
-        assert h["device"] == "cpu" and h["vqvae"].endswith("vqvae.safetensors") and str(pair_dir) in h["model"]
+        assert h["device"] == "cpu" and h["vqvae"].endswith("vqvae.safetensors") and str(small_pair) in h["model"]
         assert h["queue"] == {"queued": 0, "running": 0, "limit": 8}
         spec = c.get("/openapi.json").json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results/{index}.glb", "/v1/jobs/{job_id}/cancel",
@@ -236,7 +219,7 @@ def test_auth(pipe, monkeypatch, capsys):
     assert ServerConfig.from_args(args).token == "from-env" and args.port == 8765
 
 
-def test_serve_command_end_to_end(pair_dir, tmp_path):
+def test_serve_command_end_to_end(small_pair, tmp_path):
     """The real `ar3d serve` process over HTTP: load, generate (one-step, unranked), download the
     GLB, and exit cleanly on Ctrl-C, removing the GLB folder."""
     import httpx
@@ -245,7 +228,7 @@ def test_serve_command_end_to_end(pair_dir, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, AR3D_SERVER_TOKEN="", TMPDIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-m", "ar3d.cli", "serve", "--model", str(pair_dir), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "ar3d.cli", "serve", "--model", str(small_pair), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:

@@ -11,22 +11,6 @@ import torch
 
 from ar3d.core.rewards import RewardConfig, RewardEnsemble, SampleScore, TermConfig
 
-NUM_CODES = 64
-
-
-@pytest.fixture(scope="module")
-def small_pair(tmp_path_factory):
-    """A tiny policy (64 mesh codes) with a small random VQ-VAE bundled in its folder."""
-    from ar3d.core.factory import build_tokenizer, create_random_policy
-    from ar3d.core.vqvae import VQVAE3D, VQVAEConfig, save_vqvae
-
-    path = tmp_path_factory.mktemp("pair")
-    create_random_policy(path, tokenizer=build_tokenizer(num_codes=NUM_CODES), seed=0)
-    torch.manual_seed(0)
-    vq = VQVAE3D(VQVAEConfig(num_embeddings=NUM_CODES, encoder_channels=(8, 16, 32), decoder_channels=(32, 16, 8),
-                             num_res_blocks=1, num_res_blocks_middle=1))  # fmt: skip
-    save_vqvae(vq, path / "vqvae.safetensors")
-    return path
 
 
 @pytest.fixture(scope="module")
