@@ -81,25 +81,11 @@ class LocalServer:
         with self._lock:
             proc, self.proc = self.proc, None
             if proc is not None and proc.poll() is None:
-                try:
-                    if os.name == "nt":
-                        proc.terminate()
-                    else:
-                        os.killpg(proc.pid, signal.SIGTERM)
-                except (OSError, ProcessLookupError):
-                    pass
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    try:
-                        if os.name == "nt":
-                            proc.kill()
-                        else:
-                            os.killpg(proc.pid, signal.SIGKILL)
-                    except (OSError, ProcessLookupError):
-                        pass
+                for force in (False, True):  # SIGTERM, then SIGKILL if it does not exit in time
+                    _signal(proc, force)
                     try:
                         proc.wait(timeout)
+                        break
                     except subprocess.TimeoutExpired:
                         pass
             self._close_log()
@@ -142,3 +128,14 @@ def python_guess() -> str:
             if os.path.isfile(cand):
                 return cand
     return ""
+
+
+def _signal(proc: subprocess.Popen, force: bool) -> None:
+    """Stop the server's whole process group (it may have children); a gone process is fine."""
+    try:
+        if os.name == "nt":
+            proc.kill() if force else proc.terminate()
+        else:
+            os.killpg(proc.pid, signal.SIGKILL if force else signal.SIGTERM)
+    except (OSError, ProcessLookupError):
+        pass

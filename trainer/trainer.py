@@ -213,7 +213,7 @@ class HiGRPOTrainer:
         return self.history
 
     def train_step(self) -> dict[str, float]:
-        cfg, acc = self.cfg, self.accelerator
+        cfg = self.cfg
         timings: dict[str, float] = {}
         t = time.perf_counter()
         rollouts, sampler = self._collect()

@@ -23,7 +23,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .base import Reward, RewardBatch, RewardConfigError, SampleScore
 
@@ -248,8 +248,3 @@ class RewardEnsemble:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def mean_of(values: Sequence[float | None]) -> float | None:
-    """Mean over the present values (for logging)."""
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None

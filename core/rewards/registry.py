@@ -13,7 +13,6 @@ from .base import Reward, RewardConfigError
 
 Factory = Callable[[dict, "Context"], Reward]
 _FACTORIES: dict[str, Factory] = {}
-_JUDGE_NAMES: dict[str, str] = {}  # reward name → the judge class name in .judges
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
@@ -105,7 +104,6 @@ for _name, _cls in {
     "part": "PartCompleteness",
 }.items():
     register(_name)(_judge(_cls))
-    _JUDGE_NAMES[_name] = _cls
 
 
 # -- geometry (no weights) ----------------------------------------------------------------------
