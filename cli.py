@@ -1,4 +1,4 @@
-"""`ar3d` command line: generate, decode, encode, render, info, judges, train, serve.
+"""`ar3d` command line: generate, decode, encode, render, info, judges, train, serve, eval.
 
 Heavy imports (torch, transformers) happen inside the commands so `ar3d --help` is instant.
 Every user-facing failure is an `Ar3dError`-like exception with a message that says what to do;
@@ -82,7 +82,7 @@ def cmd_generate(args) -> int:
         p.parent.mkdir(parents=True, exist_ok=True)
     sampling = _sampling(args)
     t0 = time.perf_counter()
-    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype)
+    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype, engine=args.engine)
     load_seconds = time.perf_counter() - t0
     if is_demo_model(pipe.policy.path):
         print("ar3d: using the bundled demo model (procedural shapes only); pass --model or set "
@@ -337,6 +337,83 @@ def cmd_serve(args) -> int:
     return serve(args)
 
 
+def _eval_config(args, out, model, vqvae, label):
+    from .evaluation.runner import EvalConfig
+
+    metrics = args.metrics.strip().lower()
+    if metrics == "auto":
+        chosen = None
+    elif metrics == "none":
+        chosen = []
+    else:
+        chosen = [m.strip() for m in metrics.split(",") if m.strip()]
+    return EvalConfig(
+        out=Path(out), benchmark=args.benchmark, limit=args.limit, model=model, vqvae=vqvae, device=args.device,
+        categories=[c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None,
+        dtype=args.dtype, label=label, samples=args.samples, two_step=args.two_step, seed=args.seed,
+        batch_size=args.batch_size, sampling=_sampling(args), views=args.views, resolution=args.resolution,
+        engine=args.engine, render_samples=args.render_samples, workers=args.workers,
+        render_timeout_s=args.render_timeout, rewards=args.rewards, reward_resolution=args.reward_resolution,
+        metrics=chosen, clip_model=args.clip_model, clip_checkpoint=args.clip_checkpoint,
+        inception_weights=args.inception_weights, dinov2=args.dinov2, feature_batch_size=args.feature_batch_size,
+        kd_subsets=args.kd_subsets, kd_subset_size=args.kd_subset_size, top_k=args.top_k_report, progress=not args.quiet,
+    )
+
+
+def _print_run(res, label: str | None = None) -> None:
+    name = f" {label}" if label else ""
+    print(f"ar3d eval{name}: {res.line()}", file=sys.stderr)
+    for f in res.failed:
+        print(f"  failed {f['id']} ({f['stage']}): {f['error']}", file=sys.stderr)
+    if res.failed:
+        print(f"  details in {res.out / 'errors.jsonl'}; rerun the same command to retry them", file=sys.stderr)
+
+
+def cmd_eval(args) -> int:
+    """Evaluate a checkpoint on a benchmark (resumable); with --compare-model, two of them."""
+    from .evaluation.runner import run_comparison, run_eval
+
+    out = Path(args.out)
+    if args.compare_model is None and args.compare_vqvae is None:
+        cfg = _eval_config(args, out, args.model, args.vqvae, args.label)
+        res = run_eval(cfg)
+        _print_run(res)
+        _print_unavailable(out)
+        print(f"report: {res.report.get('md')} and {res.report.get('html')}")
+        return 1 if res.failed else 0
+    cfg_a = _eval_config(args, out / "a", args.model, args.vqvae, args.label)
+    cfg_b = _eval_config(args, out / "b", args.compare_model or args.model, args.compare_vqvae or args.vqvae,
+                         args.compare_label)  # fmt: skip
+    res_a, res_b, paths = run_comparison(cfg_a, cfg_b, out)
+    _print_run(res_a, "A")
+    _print_run(res_b, "B")
+    _print_unavailable(out / "a")
+    print(f"reports: {res_a.report.get('md')}, {res_b.report.get('md')}; comparison: {paths['md']} and {paths['html']}")
+    return 1 if res_a.failed or res_b.failed else 0
+
+
+def _print_unavailable(run_dir: Path) -> None:
+    settings = json.loads((run_dir / "eval.json").read_text())
+    for name, f in settings.get("features", {}).items():
+        if not f.get("available") and "not requested" not in f.get("reason", ""):
+            print(f"ar3d eval: {name} not available: {f.get('reason')}", file=sys.stderr)
+
+
+def cmd_eval_compare(args) -> int:
+    """Compare two finished evaluation folders (no generation): one report, B against A."""
+    from .evaluation.report import write_comparison
+
+    for run in (args.run_a, args.run_b):
+        if not (Path(run) / "eval.json").is_file():
+            raise CliError(f"'{run}' is not an evaluation folder (no eval.json); make it with `ar3d eval --out {run}`")
+    labels = tuple(args.labels.split(",", 1)) if args.labels else (None, None)
+    if len(labels) != 2:
+        raise CliError("--labels takes two names separated by a comma, e.g. base,rl")
+    paths = write_comparison(args.run_a, args.run_b, Path(args.out), top_k=args.top_k, labels=labels)
+    print(f"comparison: {paths['md']} and {paths['html']}")
+    return 0
+
+
 def _bpy_version():
     import importlib.util
 
@@ -352,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ar3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def engine_arg(p):
+        p.add_argument("--engine", choices=["auto", "graph", "transformers"],
+                       help="generation engine (default: $AR3D_ENGINE, then auto = the graph engine for "
+                            "Qwen2 / Qwen2.5-VL policies, transformers' generate otherwise)")  # fmt: skip
+
     def model_args(p, policy=True):
         if policy:
             p.add_argument("--model", help="policy folder or Hugging Face id (default: $AR3D_MODEL, then the default model)")
@@ -362,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt")
     g.add_argument("-o", "--output", default="ar3d.glb", help="output mesh: .glb, .obj, .ply or .stl (default ar3d.glb)")
     model_args(g)
+    engine_arg(g)
     g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on GPU, fp32 on CPU")
     g.add_argument("--two-step", action="store_true", help="Hi-GRPO two-step generation: plan → coarse, visual plan → refined")
     g.add_argument("--keep-coarse", action="store_true", help="with --two-step, also write the coarse mesh (*_coarse.*)")
@@ -417,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="HTTP job server for the Blender add-on and scripts (needs ar3d[serve])")
     model_args(sv)
+    engine_arg(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: local only; any other needs a token)")
     sv.add_argument("--port", type=int, default=8765, help="default 8765")
     sv.add_argument("--token", help="bearer token every request but /v1/health must carry (default: $AR3D_SERVER_TOKEN)")
@@ -424,6 +508,53 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--keep-jobs", type=int, default=64, help="finished jobs remembered with their GLBs (default 64)")
     sv.add_argument("--rank-rewards", help="best-of-N: a reward preset (geometry, demo, paper) or TOML file that ranks the samples")
     sv.set_defaults(func=cmd_serve)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on a benchmark: generate, render, metrics, report (resumable)")
+    ev.add_argument("--out", default="ar3d-eval", help="output folder; rerunning on it resumes (default ar3d-eval)")
+    ev.add_argument("--benchmark", help="JSONL benchmark file or bundled suite name (default: ar3d-reason, 5 categories x 42)")
+    ev.add_argument("--categories", help="comma-separated categories to evaluate (default: all)")
+    ev.add_argument("--limit", type=int, help="only the first N prompts of each category (quick runs)")
+    model_args(ev)
+    ev.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on GPU, fp32 on CPU")
+    ev.add_argument("--label", help="the run's name in reports (default: the model folder's name)")
+    ev.add_argument("--compare-model", help="also evaluate this checkpoint (into OUT/b; the first goes to OUT/a) and write OUT/comparison.{md,html}")
+    ev.add_argument("--compare-vqvae", help="VQ-VAE of --compare-model (default: as for --model)")
+    ev.add_argument("--compare-label", help="name of the second run in reports")
+    ev.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1)")
+    ev.add_argument("--two-step", action="store_true", help="Hi-GRPO two-step generation; the refined mesh is scored")
+    ev.add_argument("--seed", type=int, default=0, help="base seed; batch seeds derive from it and the prompt ids (default 0)")
+    ev.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default 8; 1 = per-prompt seeds)")
+    ev.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
+    ev.add_argument("--top-p", type=float, default=d.top_p, help=f"default {d.top_p}")
+    ev.add_argument("--top-k", type=int, default=d.top_k, help=f"default {d.top_k}")
+    ev.add_argument("--max-plan-tokens", type=int, default=d.max_plan_tokens, help=f"plan length cap (default {d.max_plan_tokens})")
+    ev.add_argument("--views", default="ring:8@30", help="evaluation views: ring:8@30 (default, TRELLIS-style: 8 views at 30°), ring:4@30, or any `ar3d render --views` spec")
+    ev.add_argument("--resolution", type=int, default=512, help="render side in pixels (default 512)")
+    ev.add_argument("--engine", default="workbench", choices=["workbench", "eevee", "cycles"], help="default workbench")
+    ev.add_argument("--render-samples", type=int, default=16, help="Cycles/Eevee samples (default 16)")
+    ev.add_argument("--workers", type=int, help="Blender worker processes (default: min(4, CPUs))")
+    ev.add_argument("--render-timeout", type=float, default=300, help="seconds per mesh before its worker is replaced")
+    ev.add_argument("--rewards", default="geometry", help="reward preset (geometry, demo, paper), a TOML file, or none (default geometry)")
+    ev.add_argument("--reward-resolution", type=int, default=256, help="side of the six reward views (default 256)")
+    ev.add_argument("--metrics", default="auto", help="auto (every extractor with weights; others reported unavailable), none, or a list of clip,inception,dinov2 (required)")
+    ev.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture or model-config JSON (default ViT-L-14, OpenAI weights)")
+    ev.add_argument("--clip-checkpoint", help="CLIP weights file (default: $AR3D_CLIP_CHECKPOINT, then the HF cache); given → required")
+    ev.add_argument("--inception-weights", help="Inception-v3 weights (default: $AR3D_INCEPTION_WEIGHTS, then the torch hub cache); given → required")
+    ev.add_argument("--dinov2", help="DINOv2 folder or HF id (default: $AR3D_DINOV2, then facebook/dinov2-base in the HF cache); given → required")
+    ev.add_argument("--feature-batch-size", type=int, default=32, help="images per forward pass of the feature extractors")
+    ev.add_argument("--kd-subsets", type=int, default=100, help="KD random subsets (default 100)")
+    ev.add_argument("--kd-subset-size", type=int, default=1000, help="KD subset size, shrunk to the smaller set (default 1000)")
+    ev.add_argument("--grid-samples", dest="top_k_report", type=int, default=4, help="samples in the report's best/worst grids (default 4)")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_eval)
+
+    ec = sub.add_parser("eval-compare", help="compare two `ar3d eval` folders in one report (no generation)")
+    ec.add_argument("run_a", help="the baseline run folder")
+    ec.add_argument("run_b", help="the run compared against it (Δ = B − A)")
+    ec.add_argument("--out", required=True, help="folder for comparison.md, comparison.html and its images")
+    ec.add_argument("--labels", help="names of the two runs, e.g. base,rl (default: their labels)")
+    ec.add_argument("--grid-samples", dest="top_k", type=int, default=4, help="prompts in the gained/lost grids (default 4)")
+    ec.set_defaults(func=cmd_eval_compare)
 
     from .trainer.config import add_cli_arguments
 

@@ -21,7 +21,8 @@ import torch
 from . import prompts as templates
 from .constraint import DONE, MESH, PLAN, ConstraintState, MeshConstraint
 from .errors import Ar3dError
-from .engine import GenerationEngine, HFEngine, SamplingConfig
+from .engine import GenerationEngine, SamplingConfig
+from .graph_engine import make_engine
 from .hub import resolve_policy
 from .tokens import MeshVocab
 
@@ -106,20 +107,24 @@ def default_dtype(device: str) -> torch.dtype:
 
 
 class Policy:
-    def __init__(self, model, tokenizer, name: str = "", engine: GenerationEngine | None = None, path: Path | None = None):
+    def __init__(self, model, tokenizer, name: str = "", engine: GenerationEngine | str | None = None,
+                 path: Path | None = None):  # fmt: skip
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.path = path  # the checkpoint folder, where a bundled VQ-VAE may live
         self.vocab = MeshVocab.from_tokenizer(tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.engine = engine or HFEngine(model, pad)
+        # "auto": the graph engine (static cache, CUDA graphs) when the model is a Qwen2 /
+        # Qwen2.5-VL stack, else transformers' generate; a string picks one ($AR3D_ENGINE too).
+        self.engine = engine if engine is not None and not isinstance(engine, str) else make_engine(model, pad, engine)
         eos = tokenizer.eos_token_id
         self.stop_ids = sorted({i for i in (eos, pad, *_as_list(model.generation_config.eos_token_id)) if i is not None})
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
 
     @classmethod
-    def load(cls, spec=None, device: str | None = None, dtype: torch.dtype | str | None = None) -> "Policy":
+    def load(cls, spec=None, device: str | None = None, dtype: torch.dtype | str | None = None,
+             engine: str | None = None) -> "Policy":  # fmt: skip
         """Load from a local folder or Hugging Face id (see `ar3d.core.hub` for the search order)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
@@ -139,7 +144,7 @@ class Policy:
             ) from e
         if tokenizer.chat_template is None:
             raise PolicyLoadError(f"the tokenizer in '{path}' has no chat template; it is not a chat checkpoint")
-        return cls(model, tokenizer, name=str(spec or path), path=path)
+        return cls(model, tokenizer, name=str(spec or path), path=path, engine=engine)
 
     # --- generation -----------------------------------------------------------------------
     def constraint(self, sampling: SamplingConfig) -> MeshConstraint:

@@ -15,9 +15,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==${AR3D_TORCH_VERSION:-2.13.0}"
 fi
 extras=${1:-}
-# open_clip (the "rewards" extra) needs torchvision; pin the one built for the installed torch
-# (torchvision minor = torch minor + 15), or pip would replace torch with another build.
-if [[ ",$extras," == *",rewards,"* ]] && ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torchvision') is None)"; then
+# open_clip (the "rewards" and "eval" extras) needs torchvision; pin the one built for the installed
+# torch (torchvision minor = torch minor + 15), or pip would replace torch with another build.
+if [[ ",$extras," == *",rewards,"* || ",$extras," == *",eval,"* ]] && ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torchvision') is None)"; then
   tv=$(.venv/bin/python -c "import torch; a,b=torch.__version__.split('+')[0].split('.')[:2]; print(f'0.{int(b)+15}.*' if a=='2' else '')")
   [ -n "$tv" ] && .venv/bin/python -m pip install -q "torchvision==$tv" || true
 fi

@@ -211,12 +211,9 @@ def stage_refs(args, report: Report) -> None:
 
 
 def load_refs(path: Path):
-    from ar3d.procedural.evaluate import References
+    from ar3d.core.rewards.procedural import load_references
 
-    with np.load(path, allow_pickle=False) as z:
-        fams = z["families"]
-        feats = np.unpackbits(z["features"], axis=1, count=int(z["n_features"])).astype(np.float32)
-    return References(fams, feats, feats.sum(axis=1))
+    return load_references(path)
 
 
 # ---------------------------------------------------------------------------------------------

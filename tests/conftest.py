@@ -54,3 +54,26 @@ def small_pair(tmp_path_factory) -> Path:
                              num_res_blocks=1, num_res_blocks_middle=1))  # fmt: skip
     save_vqvae(vq, path / "vqvae.safetensors")
     return path
+
+
+@pytest.fixture(scope="session")
+def calibrated_inception():
+    """A random torchvision Inception-v3 (evaluation tests; the real weights cannot be downloaded
+    here) whose batch-norm statistics were measured on random images, so its activations stay
+    in a sane range (with the init statistics they grow by orders of magnitude)."""
+    import ar3d.core  # noqa: F401  (torchvision shim)
+    import torch
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    model = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration batch
+            m.reset_running_stats()
+    aux, model.AuxLogits = model.AuxLogits, None  # the aux head needs 299² inputs; ar3d drops it
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 128, 128))
+    model.AuxLogits = aux
+    return model.eval()

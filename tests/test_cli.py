@@ -37,7 +37,7 @@ def test_generate_writes_a_watertight_glb_and_sidecar(model_dir, tmp_path, capsy
     assert len(mesh.faces) > 100 and mesh.is_watertight
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["prompt"] == "a chair with four legs" and side["seed"] == 3
-    assert side["vqvae"].endswith("vqvae.bin") and side["engine"] == "transformers"
+    assert side["vqvae"].endswith("vqvae.bin") and side["engine"] == "graph"
     assert len(side["codes"]) == 1 and len(side["codes"][0]) == 1024 and max(side["codes"][0]) < 64
     assert side["mesh"]["watertight"] and side["sampling"]["temperature"] == 0.7
     assert "generate_seconds" in side["timings"] and len(side["plans"]) == 1

@@ -21,7 +21,7 @@ def test_batches_groups_and_seeds(tiny_policy):
     b = tiny_policy.generate(["a chair", "a round table"], samples=2, seed=7, sampling=FAST)
     assert [s.prompt for s in a.samples] == ["a chair", "a chair", "a round table", "a round table"]
     assert [s.group_index for s in a.samples] == [0, 1, 0, 1]
-    assert a.seed == 7 and a.engine == "transformers" and not a.two_step
+    assert a.seed == 7 and a.engine == "graph" and not a.two_step
     for x, y in zip(a.samples, b.samples):  # same seed → same tokens
         assert x.steps[0].completion_ids == y.steps[0].completion_ids
     assert not np.array_equal(a.samples[0].codes, a.samples[1].codes)  # samples differ

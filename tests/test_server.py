@@ -148,7 +148,7 @@ def test_cancel_running_and_queued_and_queue_limit(pipe):
 def test_health_and_openapi(pipe, small_pair):
     with client_for(pipe) as c:
         h = c.get("/v1/health").json()
-        assert h["status"] == "ok" and h["auth"] is False and h["engine"] == "transformers"
+        assert h["status"] == "ok" and h["auth"] is False and h["engine"] == "graph"
         assert h["device"] == "cpu" and h["vqvae"].endswith("vqvae.safetensors") and str(small_pair) in h["model"]
         assert h["queue"] == {"queued": 0, "running": 0, "limit": 8}
         spec = c.get("/openapi.json").json()

@@ -429,7 +429,7 @@ class CheckpointSection:
     resume: None = start fresh; "auto" = the newest complete checkpoint in ``dir`` (fresh
         when there is none); a path = that checkpoint.
     export_dir: where the final loadable policy folder goes (``ar3d generate --model``).
-    export_final: export it when training ends.
+    export_final: export it when training ends (or stops on a signal, from where it stopped).
     """
 
     dir: str = "runs/hi-grpo/checkpoints"

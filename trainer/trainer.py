@@ -135,7 +135,13 @@ class HiGRPOTrainer:
         policy.model = acc.unwrap_model(self.model)  # generation runs on the unwrapped module
         from accelerate.utils import DistributedType as _DT
 
-        if acc.distributed_type in (_DT.FSDP, _DT.DEEPSPEED) and hasattr(policy.engine, "synced_gpus"):
+        if acc.distributed_type in (_DT.FSDP, _DT.DEEPSPEED):
+            # Sharded weights: only transformers' generate can gather them, in lockstep across
+            # processes (synced_gpus); the graph engine reads whole weights.
+            from ..core.engine import HFEngine
+
+            pad = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else policy.tokenizer.eos_token_id
+            policy.engine = HFEngine(policy.model, pad)
             policy.engine.synced_gpus = True
         self.policy = policy
         self.constraint = policy.constraint(cfg.rollout.sampling.to_sampling_config())
@@ -190,6 +196,7 @@ class HiGRPOTrainer:
     def train(self) -> list[dict[str, float]]:
         cfg = self.cfg
         self.ensemble.health_check()
+        stopped = False
         with GracefulStop() as stop:
             while self.step < cfg.train.steps:
                 t0 = time.perf_counter()
@@ -206,9 +213,10 @@ class HiGRPOTrainer:
                     self.save()
                 if stopping:
                     self.log(f"{stop.signal_name}: checkpoint written at step {self.step}; resume with --resume")
+                    stopped = True
                     break
-        if self.step >= cfg.train.steps and cfg.checkpoint.export_final:
-            self.export(cfg.checkpoint.export_dir)
+        if cfg.checkpoint.export_final and (self.step >= cfg.train.steps or stopped):
+            self.export(cfg.checkpoint.export_dir)  # a stopped run exports where it stopped (resumable still)
         self.close()
         return self.history
 

@@ -127,6 +127,10 @@ def load_references(path: str | Path):
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            return References(z["families"].astype(str), z["features"].astype(np.float32), z["features"].sum(axis=1).astype(np.float32))
+            features = z["features"]
+            if "n_features" in z:  # bit-packed, as scripts/train_demo.py --stages refs writes them
+                features = np.unpackbits(features, axis=1, count=int(z["n_features"]))
+            features = features.astype(np.float32)
+            return References(z["families"].astype(str), features, features.sum(axis=1))
     except (OSError, KeyError, ValueError) as e:
         raise RewardConfigError(f"cannot read procedural references '{path}': {e}") from e

@@ -1,0 +1,456 @@
+"""The fast generation engine: static KV cache, the whole decode step on the device, CUDA graphs.
+
+transformers' `generate` spends most of a 7B mesh on the host: per-token Python, a growing
+cache and a host synchronisation per token (BENCHMARKS.md, "Generation"). Here one decode step
+(embedding → decoder layers → `lm_head` → `MeshConstraint` → temperature / top-k / top-p →
+sampling → constraint state update) reads and writes only fixed buffers, so it is captured once
+as a CUDA graph and replayed token after token; the host looks at the state every
+`check_every` tokens (progress, cancellation, "all rows done"), never in between.
+
+What it shares with the model: the modules themselves. The step calls the checkpoint's own
+`q_proj`, `mlp`, norms and `lm_head` (LoRA-wrapped ones included) and keeps no copy of any
+weight, so an optimizer step is seen by the next rollout without a weight sync. What it writes
+itself: rotary embedding, the cache and attention over it (a masked product over the static
+cache), which transformers cannot capture with a per-row position and the constraint state on
+the device. Greedy tokens equal transformers' `generate` on the same model (tests/test_graph_engine.py).
+
+The prompts of a batch are prefilled once per distinct prompt (the N samples of a group share
+it) and copied into their rows; each row keeps its own position, so rows of different prompt
+lengths need no padding. Supported: Qwen2 / Qwen2.5-VL text stacks with full attention (every
+ShapeLLM-Omni / AR3D-R1 checkpoint); anything else gets `HFEngine` from `make_engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .constraint import DONE, ConstraintState, MeshConstraint
+from .engine import EngineOutput, GenerationCancelled, HFEngine, SamplingConfig
+from .errors import Ar3dError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "graph", "transformers")
+
+
+class UnsupportedModel(ValueError):
+    """The model's architecture is not one the graph engine implements."""
+
+
+class EngineChoiceError(Ar3dError, ValueError):
+    """An engine was asked for by name that does not exist or cannot run the model."""
+
+
+@dataclass
+class _Stack:
+    """The decoder's modules, borrowed from the model (never copied)."""
+
+    embed: torch.nn.Module
+    layers: list
+    norm: torch.nn.Module
+    lm_head: torch.nn.Module
+    inv_freq: torch.Tensor
+    rope_scale: float
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+
+def _unwrap(model):
+    for _ in range(4):  # peft's PeftModel → LoraModel → the transformers model
+        inner = getattr(model, "get_base_model", None)
+        if inner is None:
+            break
+        nxt = inner()
+        if nxt is model:
+            break
+        model = nxt
+    return model
+
+
+def text_stack(model) -> _Stack:
+    """The text decoder of a Qwen2 / Qwen2.5-VL model, or `UnsupportedModel` saying why not."""
+    model = _unwrap(model)
+    config = getattr(model.config, "text_config", None) or model.config
+    if config.model_type not in ("qwen2", "qwen2_5_vl_text", "qwen2_5_vl"):
+        raise UnsupportedModel(f"model type '{config.model_type}' (the graph engine knows Qwen2 and Qwen2.5-VL)")
+    if getattr(config, "use_sliding_window", False):
+        raise UnsupportedModel("sliding-window attention")
+    if any(t != "full_attention" for t in (getattr(config, "layer_types", None) or [])):
+        raise UnsupportedModel("layers other than full attention")
+    rope = dict(getattr(config, "rope_parameters", None) or {})
+    if rope.get("rope_type", "default") != "default":
+        raise UnsupportedModel(f"rope type '{rope.get('rope_type')}'")
+    if getattr(config, "hidden_act", "silu") != "silu":
+        raise UnsupportedModel(f"activation '{config.hidden_act}'")
+    inner = model.model
+    text = getattr(inner, "language_model", inner)
+    attn = text.layers[0].self_attn
+    heads = config.num_attention_heads
+    head_dim = getattr(attn, "head_dim", None) or config.hidden_size // heads
+    return _Stack(
+        embed=text.embed_tokens,
+        layers=list(text.layers),
+        norm=text.norm,
+        lm_head=model.get_output_embeddings(),
+        inv_freq=text.rotary_emb.inv_freq,
+        rope_scale=float(getattr(text.rotary_emb, "attention_scaling", 1.0)),
+        heads=heads,
+        kv_heads=config.num_key_value_heads,
+        head_dim=head_dim,
+    )
+
+
+def make_engine(model, pad_id: int, kind: str | None = None):
+    """The engine for `model`: `kind` or ``$AR3D_ENGINE`` ("auto" = the graph engine when the model
+    is supported, else transformers' `generate`)."""
+    kind = (kind or os.environ.get("AR3D_ENGINE") or "auto").lower()
+    if kind not in ENGINES:
+        raise EngineChoiceError(f"unknown engine '{kind}': choose one of {', '.join(ENGINES)} (--engine or AR3D_ENGINE)")
+    if kind == "transformers":
+        return HFEngine(model, pad_id)
+    try:
+        return GraphEngine(model, pad_id)
+    except UnsupportedModel as e:
+        if kind == "graph":
+            raise EngineChoiceError(f"the graph engine cannot run this model ({e}); use --engine transformers") from e
+        log.info("graph engine unavailable (%s); using transformers' generate", e)
+        return HFEngine(model, pad_id)
+
+
+def _rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+def _rope(x, cos, sin):
+    return x * cos + _rotate_half(x) * sin
+
+
+# The element-wise glue between the model's own matrix products. Written out (the same
+# arithmetic as transformers' Qwen2 RMSNorm, rotary embedding and SwiGLU) so that on a GPU
+# torch.compile can fuse each into one kernel: a 7B decode step is ~1,400 kernels otherwise,
+# and in a CUDA graph every kernel costs launch time whatever its size.
+def _rms(x, weight, eps: float):
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _add_rms(x, delta, weight, eps: float):
+    x = x + delta
+    return x, _rms(x, weight, eps)
+
+
+def _rope_qk(q, k, cos, sin):
+    return _rope(q, cos, sin), _rope(k, cos, sin)
+
+
+def _swiglu(gate, up):
+    return F.silu(gate) * up
+
+
+def _attend(q, keys, values, bias, scale: float):
+    """Grouped-query attention of one new token over the static cache: q [B, kv, G, D]."""
+    scores = torch.matmul(q, keys.transpose(-1, -2))
+    probs = torch.softmax(scores.float() * scale + bias, dim=-1).to(q.dtype)
+    return torch.matmul(probs, values)
+
+
+_EAGER = {"rms": _rms, "add_rms": _add_rms, "rope_qk": _rope_qk, "swiglu": _swiglu, "attend": _attend}
+_COMPILED: dict | None = None
+
+
+def _fused_kernels() -> dict:
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = {k: torch.compile(f, dynamic=False, fullgraph=True) for k, f in _EAGER.items()}
+    return _COMPILED
+
+
+def _eps(norm) -> float:
+    return float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
+
+
+class _Batch:
+    """Static state of one batch shape: KV cache, per-row position/token/constraint state, output.
+
+    Everything the decode step reads or writes lives here, so a captured graph stays valid
+    for every later batch of the same shape."""
+
+    def __init__(self, stack: _Stack, rows: int, length: int, steps: int, dtype, device):
+        shape = (rows, stack.kv_heads, length, stack.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in stack.layers]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in stack.layers]
+        positions = torch.arange(length, device=device, dtype=torch.float32)
+        freqs = positions[:, None] * stack.inv_freq.to(device=device, dtype=torch.float32)[None]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.cos, self.sin = emb.cos() * stack.rope_scale, emb.sin() * stack.rope_scale
+        self.key_index = torch.arange(length, device=device)
+        self.row_index = torch.arange(rows, device=device)
+        self.token = torch.zeros(rows, dtype=torch.long, device=device)
+        self.pos = torch.zeros(rows, dtype=torch.long, device=device)
+        self.phase = torch.zeros(rows, dtype=torch.long, device=device)
+        self.n = torch.zeros(rows, dtype=torch.long, device=device)
+        self.out = torch.zeros(rows, steps, dtype=torch.long, device=device)
+        self.t = torch.zeros(1, dtype=torch.long, device=device)
+        self.temperature = torch.ones((), dtype=torch.float32, device=device)
+        self.top_p = torch.ones((), dtype=torch.float32, device=device)
+        self.rows, self.length, self.steps = rows, length, steps
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.constraint: MeshConstraint | None = None  # the one the graph captured (kept alive)
+
+
+class GraphEngine:
+    """Static-cache decoding with the step captured as a CUDA graph (eager on CPU/MPS)."""
+
+    name = "graph"
+
+    def __init__(self, model, pad_id: int, cuda_graphs: bool | None = None, fuse: bool | None = None,
+                 check_every: int | None = None, max_cached_batches: int = 4):  # fmt: skip
+        """`cuda_graphs` / `fuse` (torch.compile of the element-wise glue): default on for CUDA.
+        ``AR3D_ENGINE_FUSE=0`` turns fusion off (no compiler needed)."""
+        text_stack(model)  # refuse unsupported models now, not at the first prompt
+        self.model = model
+        self.pad_id = pad_id
+        self.cuda_graphs = cuda_graphs
+        self.fuse = fuse if fuse is not None else os.environ.get("AR3D_ENGINE_FUSE", "1") != "0"
+        self.check_every = check_every
+        self.max_cached_batches = max_cached_batches
+        self._batches: OrderedDict[tuple, _Batch] = OrderedDict()
+        self._graph_failed: str | None = None
+        self._fuse_failed: str | None = None
+        self._kernels = _EAGER
+        self.last_timings: dict = {}
+
+    def clear(self) -> None:
+        """Free the cached KV caches and graphs (they are rebuilt on the next call)."""
+        self._batches.clear()
+
+    # --- the public call ----------------------------------------------------------------
+    def generate(self, prompts, constraint: MeshConstraint, sampling: SamplingConfig, seed=None, on_token=None) -> EngineOutput:
+        stack = text_stack(self.model)
+        device = stack.embed.weight.device
+        use_graphs = self.cuda_graphs if self.cuda_graphs is not None else device.type == "cuda"
+        use_graphs = use_graphs and device.type == "cuda" and self._graph_failed is None
+        self._kernels = _EAGER
+        if self.fuse and device.type == "cuda" and self._fuse_failed is None:
+            self._kernels = _fused_kernels()
+        check_every = self.check_every or (64 if use_graphs else 8)
+        steps = constraint.max_plan_tokens + constraint.vocab.tokens_per_mesh + 2
+        longest = max(len(p) for p in prompts)
+        length = -(-(longest + steps) // 256) * 256  # bucketed, so most calls reuse a batch
+        dtype = self._compute_dtype(stack)
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            batch = self._batch(stack, constraint, sampling, len(prompts), length, steps, dtype, device)
+            batch.temperature.fill_(max(sampling.temperature, 1e-6))
+            batch.top_p.fill_(sampling.top_p)
+            self._prefill(stack, batch, prompts, constraint)
+            if use_graphs and batch.graph is None:
+                self._capture(stack, batch, constraint, sampling)
+            if seed is not None:
+                torch.manual_seed(seed)
+            t_first = None
+            done_at = 0
+            for t in range(steps):
+                if batch.graph is not None:
+                    batch.graph.replay()
+                else:  # eager: attend only to the filled part of the cache
+                    self._step(stack, batch, constraint, sampling, span=min(longest + t, length))
+                if t == 0 and device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                    t_first = time.perf_counter() - t0
+                if t == 0 or (t + 1) % check_every == 0 or t + 1 == steps:  # the first: show "planning" at once
+                    state = ConstraintState(batch.phase, batch.n)
+                    if on_token is not None and on_token(state):
+                        raise GenerationCancelled("generation cancelled")
+                    if bool((batch.phase == DONE).all()):
+                        done_at = t + 1
+                        break
+            rows = batch.out[:, : done_at or steps].tolist()
+        seconds = time.perf_counter() - t0
+        self.last_timings = {"first_token_s": t_first if t_first is not None else None, "seconds": seconds,
+                             "decode_steps": done_at or steps, "cuda_graph": batch.graph is not None}  # fmt: skip
+        end = constraint.vocab.end_id
+        completions = [row[: row.index(end) + 1] if end in row else row for row in rows]
+        return EngineOutput(completions, seconds)
+
+    # --- batches and graphs ----------------------------------------------------------------
+    def _compute_dtype(self, stack):
+        dtype = stack.embed.weight.dtype
+        if torch.is_autocast_enabled(stack.embed.weight.device.type):
+            dtype = torch.get_autocast_dtype(stack.embed.weight.device.type)
+        return dtype
+
+    def _batch(self, stack, constraint, sampling, rows, length, steps, dtype, device) -> _Batch:
+        # The weights' addresses are part of the key: a graph replays the kernels it captured,
+        # reading whatever tensors lived at those addresses then.
+        weights = tuple((p.data_ptr(), p.dtype) for p in self.model.parameters())
+        modules = tuple(id(m) for m in self.model.modules())
+        key = (rows, length, steps, dtype, str(device), _sampling_key(sampling, constraint), hash(weights), hash(modules))
+        batch = self._batches.pop(key, None)
+        if batch is None:
+            while len(self._batches) >= self.max_cached_batches:
+                self._batches.popitem(last=False)
+            batch = _Batch(stack, rows, length, steps, dtype, device)
+        self._batches[key] = batch
+        return batch
+
+    def _capture(self, stack, batch: _Batch, constraint, sampling) -> None:
+        saved = [x.clone() for x in (batch.token, batch.pos, batch.phase, batch.n, batch.t)]
+
+        def restore():
+            for x, s in zip((batch.token, batch.pos, batch.phase, batch.n, batch.t), saved):
+                x.copy_(s)
+
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm-up: lazy initialisation happens outside the capture
+                    self._step(stack, batch, constraint, sampling)
+            torch.cuda.current_stream().wait_stream(side)
+            restore()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step(stack, batch, constraint, sampling)
+            restore()
+            batch.graph, batch.constraint = graph, constraint
+        except Exception as e:  # an op that cannot be captured: decode eagerly, same results
+            self._graph_failed = f"{type(e).__name__}: {e}"
+            log.warning("CUDA graph capture failed (%s); decoding eagerly", self._graph_failed)
+            torch.cuda.synchronize()
+            restore()
+
+    # --- prefill: each distinct prompt once, copied into its rows ----------------------------
+    def _prefill(self, stack, batch: _Batch, prompts, constraint) -> None:
+        device = batch.token.device
+        if len(prompts) != batch.rows:
+            raise ValueError("batch size mismatch")
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(prompts):
+            if not p:
+                raise ValueError("empty prompt")
+            groups.setdefault(tuple(p), []).append(i)
+        for prompt, rows in groups.items():
+            rows_t = torch.tensor(rows, device=device)
+            if len(prompt) > 1:  # the last prompt token is fed by the first decode step
+                ids = torch.tensor([prompt[:-1]], device=device)
+                self._forward_prompt(stack, batch, ids, rows_t)
+        last = torch.tensor([p[-1] for p in prompts], device=device)
+        state = constraint.initial_state(last[:, None])
+        batch.token.copy_(last)
+        batch.pos.copy_(torch.tensor([len(p) - 1 for p in prompts], device=device))
+        batch.phase.copy_(state.phase)
+        batch.n.copy_(state.n)
+        batch.out.fill_(self.pad_id)
+        batch.t.zero_()
+
+    def _forward_prompt(self, stack, batch: _Batch, ids, rows) -> None:
+        T = ids.shape[1]
+        dtype = batch.k[0].dtype
+        x = stack.embed(ids).to(dtype)
+        cos = batch.cos[:T].to(dtype)[None, None]
+        sin = batch.sin[:T].to(dtype)[None, None]
+        for i, layer in enumerate(stack.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(1, T, stack.heads, stack.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(1, T, stack.kv_heads, stack.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(1, T, stack.kv_heads, stack.head_dim).transpose(1, 2)
+            q, k = _rope(q, cos, sin), _rope(k, cos, sin)
+            batch.k[i][rows, :, :T] = k.to(dtype)
+            batch.v[i][rows, :, :T] = v.to(dtype)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=stack.head_dim**-0.5,
+                                               enable_gqa=stack.heads != stack.kv_heads)  # fmt: skip
+            x = x + attn.o_proj(o.transpose(1, 2).reshape(1, T, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+
+    # --- one decode step: only static buffers, no host synchronisation --------------------
+    def _step(self, stack, batch: _Batch, constraint: MeshConstraint, sampling: SamplingConfig, span=None) -> None:
+        """`span`: how many cache positions can be filled (eager mode knows it; a graph reads all)."""
+        B, G, D = batch.rows, stack.heads // stack.kv_heads, stack.head_dim
+        span = span or batch.length
+        dtype = batch.k[0].dtype
+        pos = batch.pos
+        x = stack.embed(batch.token[:, None]).to(dtype)  # [B, 1, hidden]
+        cos = batch.cos.index_select(0, pos).to(dtype)[:, None, None]  # [B, 1, 1, D]
+        sin = batch.sin.index_select(0, pos).to(dtype)[:, None, None]
+        visible = batch.key_index[None, :span] <= pos[:, None]  # [B, T]: the prompt and what came since
+        bias = torch.zeros(visible.shape, dtype=torch.float32, device=pos.device).masked_fill(~visible, float("-inf"))
+        bias = bias[:, None, None, :]  # [B, 1, 1, T]
+        scale = D**-0.5
+        kern = self._kernels
+        layers = stack.layers
+        h = kern["rms"](x, layers[0].input_layernorm.weight, _eps(layers[0].input_layernorm))
+        for i, layer in enumerate(layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            q = attn.q_proj(h).view(B, 1, stack.heads, D).transpose(1, 2)
+            k = attn.k_proj(h).view(B, 1, stack.kv_heads, D).transpose(1, 2)
+            v = attn.v_proj(h).view(B, 1, stack.kv_heads, D).transpose(1, 2)
+            q, k = kern["rope_qk"](q, k, cos, sin)
+            batch.k[i][batch.row_index, :, pos] = k[:, :, 0].to(dtype)
+            batch.v[i][batch.row_index, :, pos] = v[:, :, 0].to(dtype)
+            # grouped-query attention without repeating K/V: [B, kv, G, D] @ [B, kv, D, T]
+            o = kern["attend"](q.reshape(B, stack.kv_heads, G, D), batch.k[i][:, :, :span], batch.v[i][:, :, :span], bias, scale)
+            post = layer.post_attention_layernorm
+            x, h = kern["add_rms"](x, attn.o_proj(o.reshape(B, 1, stack.heads * D)), post.weight, _eps(post))
+            y = mlp.down_proj(kern["swiglu"](mlp.gate_proj(h), mlp.up_proj(h)))
+            nxt = layers[i + 1].input_layernorm if i + 1 < len(layers) else stack.norm
+            x, h = kern["add_rms"](x, y, nxt.weight, _eps(nxt))  # the residual add fused with the next norm
+        logits = stack.lm_head(h)[:, 0].float()  # [B, 1, V] in, as transformers calls it (hooks see the same shapes)
+        state = ConstraintState(batch.phase, batch.n)
+        logits = constraint.mask_logits(logits, state)
+        token = _sample(logits, sampling, batch.temperature, batch.top_p)
+        new = constraint.advance(state, token)
+        batch.out.index_copy_(1, batch.t, token[:, None])
+        batch.t.add_(1)
+        batch.token.copy_(token)
+        batch.phase.copy_(new.phase)
+        batch.n.copy_(new.n)
+        batch.pos.copy_(torch.clamp(pos + 1, max=batch.length - 1))  # finished rows idle at the end
+
+
+def _sampling_key(sampling: SamplingConfig, constraint: MeshConstraint) -> tuple:
+    """What a captured graph bakes in (temperature and top-p live in buffers instead)."""
+    return (sampling.greedy, sampling.top_k, sampling.top_p < 1.0, constraint.max_plan_tokens,
+            constraint.vocab_size, tuple(constraint.stop_ids), constraint.vocab.start_id)  # fmt: skip
+
+
+def _sample(logits, sampling: SamplingConfig, temperature, top_p):
+    """Next tokens under transformers' warper order (temperature → top-k → top-p), on the device.
+
+    With top-k, top-p is applied to the k survivors only (the others are at -inf already), so
+    the vocabulary is never sorted. Sampling is the exponential race (argmax of p / E,
+    E ~ Exp(1)), which draws exactly from p without the host synchronisation `torch.multinomial`
+    may need."""
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    scores = logits / temperature
+    k = sampling.top_k
+    index = None
+    if 0 < k < scores.shape[-1]:
+        kept, index = torch.topk(scores, k, dim=-1)  # sorted, largest first
+        # transformers keeps ties with the k-th value; they have the k-th score, so only their
+        # count could differ, and random float logits do not tie
+        scores = kept
+    if sampling.top_p < 1.0:
+        sorted_scores, order = (scores.flip(-1), None) if index is not None else torch.sort(scores, dim=-1)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)  # ascending, as transformers' TopP
+        drop_sorted = cumulative <= (1 - top_p)
+        drop_sorted[..., -1] = False  # always keep the most likely token
+        drop = drop_sorted.flip(-1) if order is None else torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    probs = scores.softmax(dim=-1)
+    race = torch.empty_like(probs).exponential_()
+    choice = (probs / race).argmax(dim=-1)
+    return choice if index is None else index.gather(-1, choice[..., None])[..., 0]

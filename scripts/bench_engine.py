@@ -1,0 +1,202 @@
+"""The graph engine next to transformers' `generate`, in one run, against the bandwidth floor.
+
+Builds a random policy of the real ShapeLLM-Omni / AR3D-R1 shape (Qwen2.5-VL-7B + mesh tokens)
+on the GPU (see scripts/bench_generate.py, whose helpers it uses) and times `Policy.generate`
+with each engine on the same model: batch 1, and a group of 8 samples of one prompt (the
+Hi-GRPO group; one shared prefill). `max_plan_tokens=0`, so every row is `<mesh-start>` +
+1024 codes + `<mesh-end>` = 1026 new tokens and calls are comparable. The first call of each
+(engine, batch) is reported as cold (it includes CUDA-graph capture for the graph engine), the
+median of the others as warm. It also reports prefill and first-token latency, peak memory,
+a two-step (plan → coarse → plan → refined) call, and how many greedy tokens the two engines
+agree on in bf16 (exact equality is a CPU fp32 test: tests/test_graph_engine.py).
+
+    python scripts/bench_engine.py --out bench_engine.json          # GPU, real 7B shape
+    python scripts/bench_engine.py --tiny --batches 1 --repeats 2   # CPU smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_generate import NEW_TOKENS, PROMPT, _sync, _timed, build_policy, copy_bandwidth, weight_bytes  # noqa: E402
+
+
+def _call(policy, engine, batch, device, seed, sampling, two_step=False):
+    policy.engine = engine
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    wall, res = _timed(lambda: policy.generate([PROMPT], samples=batch, two_step=two_step, sampling=sampling, seed=seed), device)
+    if not two_step:
+        for s in res.samples:
+            st = s.steps[0]
+            assert len(st.completion_ids) == NEW_TOKENS and st.codes.shape == (1024,), len(st.completion_ids)
+    out = {"wall_s": wall, "peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None}
+    timings = getattr(engine, "last_timings", {}) or {}
+    if timings.get("first_token_s") is not None:
+        out["first_token_s"] = timings["first_token_s"]
+    out["cuda_graph"] = timings.get("cuda_graph")
+    return out, res
+
+
+def prefill_seconds(policy, engine, device, reps=5):
+    """One prefill of the templated prompt (what a group of N shares), graph engine's own path."""
+    from ar3d.core import prompts as templates
+    from ar3d.core.graph_engine import text_stack
+
+    ids = policy.prompt_ids(templates.step_messages(1, PROMPT))
+    stack = text_stack(policy.model)
+    batch = next(iter(engine._batches.values()))
+    rows = torch.arange(1, device=device)
+    times = []
+    with torch.inference_mode():
+        for _ in range(reps):
+            t, _ = _timed(lambda: engine._forward_prompt(stack, batch, torch.tensor([ids[:-1]], device=device), rows), device)
+            times.append(t)
+    return statistics.median(times), len(ids)
+
+
+def profile(policy, engine, device, sampling):
+    """GPU time per kernel over 16 replays of the batch-1 graph, next to their wall time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    policy.engine = engine
+    policy.generate([PROMPT], sampling=sampling, seed=0)  # the batch-1 graph exists now
+    batch = next(b for b in engine._batches.values() if b.rows == 1 and b.graph is not None)
+    with torch.inference_mode():
+        batch.t.zero_()
+        _sync(device)
+        with torch_profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(16):
+                batch.graph.replay()
+            _sync(device)
+            wall = (time.perf_counter() - t0) / 16
+    rows = []
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if t:
+            rows.append((t / 16, e.count // 16, e.key[:90]))
+    rows.sort(reverse=True)
+    gpu = sum(r[0] for r in rows if not r[2].startswith(("cudaGraph", "Memcpy", "Memset")))
+    print(f"graph replay: wall {wall * 1e3:.2f} ms/token, kernels {gpu / 1e3:.2f} ms/token")
+    for t, n, k in rows[:25]:
+        print(f"  {t / 1e3:7.3f} ms  x{n:<5d} {k}")
+    return {"wall_ms_per_token": wall * 1e3, "kernel_ms_per_token": gpu / 1e3,
+            "top": [{"ms": t / 1e3, "count": n, "kernel": k} for t, n, k in rows[:40]]}  # fmt: skip
+
+
+def main(argv=None):
+    from ar3d.core.engine import HFEngine, SamplingConfig
+    from ar3d.core.graph_engine import GraphEngine
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--hf-repeats", type=int, default=2, help="transformers is slow: fewer calls")
+    ap.add_argument("--two-step-plan", type=int, default=64, help="plan tokens per step in the two-step call")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--two-step-engines", nargs="+", default=["graph", "transformers"])
+    ap.add_argument("--profile", action="store_true", help="profile 16 graph replays at batch 1: kernels by GPU time")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import transformers
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    env = {"date": _dt.date.today().isoformat(), "python": platform.python_version(), "torch": torch.__version__,
+           "transformers": transformers.__version__, "cuda": torch.version.cuda,
+           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()}  # fmt: skip
+    print("env", env, flush=True)
+    policy, shape = build_policy(args.tiny, device, dtype, args.seed)
+    weights = weight_bytes(policy.model)
+    bw = copy_bandwidth(device, 4 * 2**30 if device.type == "cuda" else 256 * 2**20)
+    floor_token = weights["text"] / bw["bytes_per_s"]
+    floor_call = floor_token * NEW_TOKENS
+    print(f"text weights {weights['text'] / 1e9:.2f} GB, copy {bw['bytes_per_s'] / 1e12:.2f} TB/s, "
+          f"floor {floor_token * 1e3:.2f} ms/token = {floor_call:.2f} s per call", flush=True)  # fmt: skip
+    pad = policy.tokenizer.pad_token_id
+    engines = {"transformers": HFEngine(policy.model, pad), "graph_unfused": GraphEngine(policy.model, pad, fuse=False),
+               "graph": GraphEngine(policy.model, pad)}  # fmt: skip
+    sampling = SamplingConfig(max_plan_tokens=0)  # the demo's T 0.7, top-p 0.7, top-k 8192
+    res = {"env": env, "shape": vars(shape), "weights": weights, "bandwidth": bw, "floor_s_per_call": floor_call,
+           "floor_s_per_token": floor_token, "new_tokens": NEW_TOKENS, "runs": {}}  # fmt: skip
+
+    def dump():
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(res, indent=1, default=str))
+
+    t_start = time.perf_counter()
+    for name, engine in engines.items():
+        reps = args.repeats if name == "graph" else args.hf_repeats
+        for b in args.batches if name != "graph_unfused" else args.batches[:1]:
+            calls = []
+            for r in range(reps):
+                call, _ = _call(policy, engine, b, device, args.seed + r, sampling)
+                calls.append(call)
+                print(f"[{time.perf_counter() - t_start:6.1f} s] {name} batch {b} call {r + 1}: {call['wall_s']:.2f} s "
+                      f"first token {call.get('first_token_s', float('nan')) * 1e3:.1f} ms", flush=True)  # fmt: skip
+            warm = statistics.median([c["wall_s"] for c in calls[1:]]) if len(calls) > 1 else None
+            res["runs"][f"{name}/b{b}"] = {"engine": name, "batch": b, "calls": calls, "cold_s": calls[0]["wall_s"],
+                                            "warm_s": warm, "peak_bytes": max(c["peak_bytes"] or 0 for c in calls)}  # fmt: skip
+            dump()
+
+    graph = engines["graph"]
+    res["prefill_s"], res["prompt_tokens"] = prefill_seconds(policy, graph, device)
+    # two-step Hi-GRPO rollout, group of 8, plan capped at --two-step-plan tokens per step
+    two = SamplingConfig(max_plan_tokens=args.two_step_plan)
+    for name in args.two_step_engines:
+        if name == "graph":  # capture this shape's graphs first (transformers is only timed once: slow)
+            _call(policy, engines[name], 8, device, args.seed, two, two_step=True)
+        call, out = _call(policy, engines[name], 8, device, args.seed, two, two_step=True)
+        tokens = sum(len(s.completion_ids) for s in out.samples[0].steps)
+        res["runs"][f"{name}/two_step_b8"] = {"engine": name, "batch": 8, "wall_s": call["wall_s"], "tokens_per_row": tokens}
+        print(f"{name} two-step group of 8: {call['wall_s']:.2f} s ({tokens} tokens a row)", flush=True)
+        dump()
+    # greedy agreement in bf16 (numerics differ in the last bits: count tokens up to the first difference)
+    greedy = SamplingConfig(temperature=0, max_plan_tokens=0)
+    _, a = _call(policy, engines["graph"], 1, device, 0, greedy)
+    _, h = _call(policy, engines["transformers"], 1, device, 0, greedy)
+    x, y = a.samples[0].steps[0].completion_ids, h.samples[0].steps[0].completion_ids
+    same = next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), len(x))
+    res["greedy_agreement_tokens"] = same
+    print(f"greedy bf16: engines agree on the first {same} of {len(x)} tokens", flush=True)
+    res["graph_failed"], res["fuse_failed"] = graph._graph_failed, graph._fuse_failed
+    if args.profile and device.type == "cuda":
+        res["profile"] = profile(policy, graph, device, sampling)
+
+    print()
+    print(f"| engine | batch | cold s | warm s / call | warm s / mesh | floor / warm | peak GB | first token ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key, r in res["runs"].items():
+        if "calls" not in r:
+            continue
+        w, n = r["warm_s"], r["batch"]
+        ft = [c.get("first_token_s") for c in r["calls"][1:] if c.get("first_token_s") is not None]
+        print(f"| {r['engine']} | {r['batch']} | {r['cold_s']:.2f} | {w if w is None else f'{w:.2f}'} | "
+              f"{'' if w is None else f'{w / n:.3f}'} | {'' if w is None else f'{floor_call / w:.1%}'} | "
+              f"{r['peak_bytes'] / 1e9:.2f} | {statistics.median(ft) * 1e3 if ft else float('nan'):.1f} |")  # fmt: skip
+    g1, g8 = res["runs"].get("graph/b1"), res["runs"].get("graph/b8")
+    if g1 and g8 and g1["warm_s"] and g8["warm_s"]:
+        res["group8_over_one"] = g8["warm_s"] / g1["warm_s"]
+        print(f"group of 8 / one: {res['group8_over_one']:.2f}x; prefill {res['prefill_s'] * 1e3:.1f} ms "
+              f"({res['prompt_tokens']} tokens)")  # fmt: skip
+    dump()
+    return res
+
+
+if __name__ == "__main__":
+    main()
