@@ -240,8 +240,8 @@ class GraphEngine:
         device = stack.embed.weight.device
         use_graphs = self.cuda_graphs if self.cuda_graphs is not None else device.type == "cuda"
         use_graphs = use_graphs and device.type == "cuda" and self._graph_failed is None
-        self._kernels = _EAGER
-        if self.fuse and device.type == "cuda" and self._fuse_failed is None:
+        self._kernels = _EAGER  # fused kernels only inside a graph capture, which falls back on failure
+        if self.fuse and use_graphs and self._fuse_failed is None:
             self._kernels = _fused_kernels()
         check_every = self.check_every or (64 if use_graphs else 8)
         steps = constraint.max_plan_tokens + constraint.vocab.tokens_per_mesh + 2
@@ -325,11 +325,17 @@ class GraphEngine:
                 self._step(stack, batch, constraint, sampling)
             restore()
             batch.graph, batch.constraint = graph, constraint
-        except Exception as e:  # an op that cannot be captured: decode eagerly, same results
-            self._graph_failed = f"{type(e).__name__}: {e}"
-            log.warning("CUDA graph capture failed (%s); decoding eagerly", self._graph_failed)
+        except Exception as e:
             torch.cuda.synchronize()
             restore()
+            if self._kernels is not _EAGER:  # the compiler failed (no Triton, …): capture unfused
+                self._fuse_failed = f"{type(e).__name__}: {e}"
+                log.warning("fused kernels unavailable (%s); capturing the unfused step", self._fuse_failed)
+                self._kernels = _EAGER
+                return self._capture(stack, batch, constraint, sampling)
+            # an op that cannot be captured: decode eagerly, same results
+            self._graph_failed = f"{type(e).__name__}: {e}"
+            log.warning("CUDA graph capture failed (%s); decoding eagerly", self._graph_failed)
 
     # --- prefill: each distinct prompt once, copied into its rows ----------------------------
     def _prefill(self, stack, batch: _Batch, prompts, constraint) -> None:

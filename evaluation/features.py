@@ -121,14 +121,9 @@ class _ImageModel:
 
 
 def _open_clip():
-    from ..core.rewards._torchvision_compat import ensure_torchvision_importable
+    from ..core.rewards.hps import open_clip_module
 
-    ensure_torchvision_importable()
-    try:
-        import open_clip
-    except ImportError as e:
-        raise FeatureError("CLIP score needs open_clip: pip install 'ar3d[eval]' (open_clip_torch)") from e
-    return open_clip
+    return open_clip_module(FeatureError, "CLIP score", "eval")
 
 
 def _clip_weights(model_name: str, pretrained: str, checkpoint: str | None) -> Path:
@@ -187,14 +182,9 @@ class CLIPFeatures(_ImageModel):
         """An open_clip architecture (a name, or the path of a model-config JSON) with weights
         from ``checkpoint``, ``AR3D_CLIP_CHECKPOINT`` or open_clip's Hugging Face repo in the cache."""
         open_clip = _open_clip()
-        name = model
-        if model.endswith(".json"):
-            if not os.path.isfile(model):
-                raise FeatureError(f"CLIP model: no open_clip model config at '{model}'")
-            open_clip.add_model_config(model)
-            name = Path(model).stem
-        if name not in open_clip.list_models():
-            raise FeatureError(f"CLIP model '{model}' is not an open_clip architecture (see open_clip.list_models())")
+        from ..core.rewards.hps import open_clip_architecture
+
+        name = open_clip_architecture(open_clip, model, FeatureError, "CLIP model")
         weights = _clip_weights(name, pretrained, checkpoint)
         cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
         net = open_clip.create_model(name, pretrained=None, device="cpu", force_quick_gelu=bool(cfg.get("quick_gelu")))

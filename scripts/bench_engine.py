@@ -179,7 +179,7 @@ def main(argv=None):
         res["profile"] = profile(policy, graph, device, sampling)
 
     print()
-    print(f"| engine | batch | cold s | warm s / call | warm s / mesh | floor / warm | peak GB | first token ms |")
+    print("| engine | batch | cold s | warm s / call | warm s / mesh | floor / warm | peak GB | first token ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, r in res["runs"].items():
         if "calls" not in r:

@@ -4,7 +4,6 @@ against the reference path, transformers' `generate` with the same constraint.
 On this CPU machine the decode step runs eagerly; the CUDA-graph path is the same step
 captured, and these tests run it too wherever a GPU is present (the `device` parameter)."""
 
-import os
 
 import numpy as np
 import pytest

@@ -56,16 +56,32 @@ class HPSConfig:
 
 
 def _open_clip():
+    return open_clip_module(RewardConfigError, "the HPS reward", "rewards")
+
+
+def open_clip_module(error=RewardConfigError, who: str = "the HPS reward", extra: str = "rewards"):
+    """open_clip, importable beside a mismatched torchvision (see ``_torchvision_compat``)."""
     from ._torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     try:
         import open_clip
     except ImportError as e:
-        raise RewardConfigError(
-            "the HPS reward needs open_clip: pip install 'ar3d[rewards]' (open_clip_torch)"
-        ) from e
+        raise error(f"{who} needs open_clip: pip install 'ar3d[{extra}]' (open_clip_torch)") from e
     return open_clip
+
+
+def open_clip_architecture(open_clip, model: str, error=RewardConfigError, what: str = "hps.model") -> str:
+    """open_clip's name for ``model``: a known architecture, or a model-config JSON file (registered here)."""
+    name = model
+    if model.endswith(".json"):
+        if not os.path.isfile(model):
+            raise error(f"{what}: no open_clip model config at '{model}'")
+        open_clip.add_model_config(model)
+        name = Path(model).stem
+    if name not in open_clip.list_models():
+        raise error(f"{what} '{model}' is not an open_clip architecture (see open_clip.list_models())")
+    return name
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -99,14 +115,7 @@ class HPSv21:
         self.config = config or HPSConfig(**options)
         cfg = self.config
         open_clip = _open_clip()
-        model_name = cfg.model
-        if model_name.endswith(".json"):
-            if not os.path.isfile(model_name):
-                raise RewardConfigError(f"hps.model: no open_clip model config at '{model_name}'")
-            open_clip.add_model_config(model_name)
-            model_name = Path(model_name).stem
-        if model_name not in open_clip.list_models():
-            raise RewardConfigError(f"hps.model '{cfg.model}' is not an open_clip architecture")
+        model_name = open_clip_architecture(open_clip, cfg.model)
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if cfg.dtype == "auto":
             self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
