@@ -373,3 +373,28 @@ def test_metrics_logger_off_main_process_and_missing_wandb(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb → ImportError
     with pytest.raises(Exception, match="wandb is not installed: pip install wandb, or set logging.wandb=false"):
         MetricsLogger(tmp_path / "w", tensorboard=False, wandb=True)
+
+
+def test_rollout_meshes_only_when_a_reward_reads_meshes(small_pair, monkeypatch):
+    """Occupancy-only rewards (the demo RL run's) skip meshing, the CPU-heavy part of a rollout."""
+    from ar3d.core.engine import SamplingConfig
+    from ar3d.core.pipeline import TextTo3D
+    from ar3d.core.rewards import RewardConfig, RewardEnsemble
+    from ar3d.core.rewards.ensemble import TermConfig
+    from ar3d.trainer.rollout import RolloutRunner
+
+    pipe = TextTo3D.load(str(small_pair), device="cpu")
+    calls = []
+    mesh = pipe.mesh
+    monkeypatch.setattr(pipe, "mesh", lambda grid: calls.append(1) or mesh(grid))
+    sampling = SamplingConfig(max_plan_tokens=2)
+
+    def run(terms):
+        ens = RewardEnsemble(RewardConfig(step1=terms, step2=terms))
+        return RolloutRunner(pipe, ens, sampling, group_size=2, two_step=True).run(["a box"], None, seed=0)
+
+    out = run([TermConfig("geometry.fill")])
+    assert not calls and all(m is None for st in out.steps for m in st.meshes)
+    assert all(st.occupancy[0] is not None for st in out.steps)
+    run([TermConfig("geometry.watertight")])
+    assert len(calls) == 4  # 2 samples x 2 steps
