@@ -22,6 +22,8 @@ from the grid in the canonical pose (z up, front -Y):
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,9 +86,20 @@ def build_references(
     return References.from_grids(fams, feats)
 
 
+def _features(occupancies) -> list[np.ndarray]:
+    """`shape_feature` of each grid, on threads: scipy's hole filling releases the GIL, so a
+    Hi-GRPO reward batch of 256 grids takes ~1/cores of the 17 ms a grid it takes serially."""
+    occupancies = list(occupancies)
+    workers = min(16, os.cpu_count() or 1, max(1, len(occupancies) // 4))
+    if workers == 1:
+        return [shape_feature(o) for o in occupancies]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(shape_feature, occupancies))
+
+
 def classify_batch(occupancies, references: References) -> tuple[list[str], np.ndarray]:
     """(family, IoU with the nearest reference) for each grid."""
-    q = np.stack([shape_feature(o) for o in occupancies]).astype(np.float32)
+    q = np.stack(_features(occupancies)).astype(np.float32)
     inter = q @ references.features.T
     union = q.sum(axis=1, keepdims=True) + references.sizes[None, :] - inter
     iou = inter / np.maximum(union, 1.0)
