@@ -188,3 +188,30 @@ def test_two_processes_with_ddp(tmp_path, small_pair, prompts_file):
     assert (ckpt / "state_rollout_seed_rank0.pt").is_file() and (ckpt / "state_rollout_seed_rank1.pt").is_file()
     assert (ckpt / "accelerate" / "random_states_1.pkl").is_file()
     assert done.stdout.count("step 1/1") == 1  # only the main process logs
+
+
+def test_signal_stops_after_the_step_with_checkpoint_and_export(tmp_path, small_pair, prompts_file, monkeypatch):
+    """SIGTERM mid-run (a farm's time limit): the step finishes, a checkpoint and a loadable
+    exported policy exist, and the run stops there instead of going on to `train.steps`."""
+    import os
+    import signal
+
+    from ar3d.core.policy import Policy
+    from ar3d.trainer.checkpoint import latest
+    from ar3d.trainer.trainer import HiGRPOTrainer
+
+    cfg = _config(tmp_path, small_pair, prompts_file, train__steps=5, checkpoint__every=0, rollout__group_size=2)
+    cfg.rewards = {"preset": "geometry", "step1": [{"reward": "geometry.fill"}], "step2": [{"reward": "geometry.fill"}]}
+    trainer = HiGRPOTrainer(cfg)
+    step = trainer.train_step
+
+    def step_then_signal():
+        out = step()
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives during step 1, handled after it
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", step_then_signal)
+    history = trainer.train()
+    assert len(history) == 1
+    assert latest(tmp_path / "ckpt").name.endswith("1")
+    assert Policy.load(tmp_path / "policy", device="cpu").vocab.num_codes == 64
