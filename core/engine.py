@@ -57,6 +57,11 @@ class EngineOutput:
     seconds: float
 
 
+def until_mesh_end(rows: list[list[int]], end_id: int) -> list[list[int]]:
+    """Each generated row cut after its `<mesh-end>` (what follows is padding or forced tokens)."""
+    return [row[: row.index(end_id) + 1] if end_id in row else row for row in rows]
+
+
 class GenerationEngine(Protocol):
     """Writes constrained completions for prompt token ids.
 
@@ -127,10 +132,7 @@ class HFEngine:
         seconds = time.perf_counter() - t0
         if stopper.cancelled:
             raise GenerationCancelled("generation cancelled")
-        rows = out[:, width:].tolist()
-        end = constraint.vocab.end_id
-        completions = [row[: row.index(end) + 1] if end in row else row for row in rows]
-        return EngineOutput(completions, seconds)
+        return EngineOutput(until_mesh_end(out[:, width:].tolist(), constraint.vocab.end_id), seconds)
 
 
 class _ConstraintProcessor:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .constraint import DONE, ConstraintState, MeshConstraint
-from .engine import EngineOutput, GenerationCancelled, HFEngine, SamplingConfig
+from .engine import EngineOutput, GenerationCancelled, HFEngine, SamplingConfig, until_mesh_end
 from .errors import Ar3dError
 
 log = logging.getLogger(__name__)
@@ -278,11 +278,9 @@ class GraphEngine:
                         break
             rows = batch.out[:, : done_at or steps].tolist()
         seconds = time.perf_counter() - t0
-        self.last_timings = {"first_token_s": t_first if t_first is not None else None, "seconds": seconds,
+        self.last_timings = {"first_token_s": t_first, "seconds": seconds,
                              "decode_steps": done_at or steps, "cuda_graph": batch.graph is not None}  # fmt: skip
-        end = constraint.vocab.end_id
-        completions = [row[: row.index(end) + 1] if end in row else row for row in rows]
-        return EngineOutput(completions, seconds)
+        return EngineOutput(until_mesh_end(rows, constraint.vocab.end_id), seconds)
 
     # --- batches and graphs ----------------------------------------------------------------
     def _compute_dtype(self, stack):

@@ -114,10 +114,10 @@ class Policy:
         self.name = name
         self.path = path  # the checkpoint folder, where a bundled VQ-VAE may live
         self.vocab = MeshVocab.from_tokenizer(tokenizer)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         # "auto": the graph engine (static cache, CUDA graphs) when the model is a Qwen2 /
         # Qwen2.5-VL stack, else transformers' generate; a string picks one ($AR3D_ENGINE too).
-        self.engine = engine if engine is not None and not isinstance(engine, str) else make_engine(model, pad, engine)
+        self.engine = make_engine(model, pad, engine) if engine is None or isinstance(engine, str) else engine
         eos = tokenizer.eos_token_id
         self.stop_ids = sorted({i for i in (eos, pad, *_as_list(model.generation_config.eos_token_id)) if i is not None})
         self.vocab_size = model.get_output_embeddings().weight.shape[0]

@@ -127,7 +127,7 @@ def main(argv=None):
     floor_call = floor_token * NEW_TOKENS
     print(f"text weights {weights['text'] / 1e9:.2f} GB, copy {bw['bytes_per_s'] / 1e12:.2f} TB/s, "
           f"floor {floor_token * 1e3:.2f} ms/token = {floor_call:.2f} s per call", flush=True)  # fmt: skip
-    pad = policy.tokenizer.pad_token_id
+    pad = policy.pad_id
     engines = {"transformers": HFEngine(policy.model, pad), "graph_unfused": GraphEngine(policy.model, pad, fuse=False),
                "graph": GraphEngine(policy.model, pad)}  # fmt: skip
     sampling = SamplingConfig(max_plan_tokens=0)  # the demo's T 0.7, top-p 0.7, top-k 8192

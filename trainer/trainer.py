@@ -140,8 +140,7 @@ class HiGRPOTrainer:
             # processes (synced_gpus); the graph engine reads whole weights.
             from ..core.engine import HFEngine
 
-            pad = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else policy.tokenizer.eos_token_id
-            policy.engine = HFEngine(policy.model, pad)
+            policy.engine = HFEngine(policy.model, policy.pad_id)
             policy.engine.synced_gpus = True
         self.policy = policy
         self.constraint = policy.constraint(cfg.rollout.sampling.to_sampling_config())
@@ -154,7 +153,7 @@ class HiGRPOTrainer:
         # Sharded wrappers forward attribute access to the inner model, but their own forward
         # must run (it gathers the shards): no shortcut through model.model + lm_head.
         self._use_forward = True if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED) else None
-        self.pad_id = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else policy.tokenizer.eos_token_id
+        self.pad_id = policy.pad_id
 
         # -- rewards, renders, data, logs, checkpoints ---------------------------------------
         self.ensemble = ensemble or RewardEnsemble(cfg.reward_config())
