@@ -1,37 +1,73 @@
 #!/usr/bin/env bash
 # Hi-GRPO on the bundled demo model, then the held-out evaluation of the model before and after
 # (issue #7). One GPU; the run is time-boxed and exports its policy where it stops.
-#   bash scripts/rl_demo.sh     # env: STEPS=60 BUDGET=330 (s) RUN=runs/demo PROMPTS=16 GROUP=8 EVAL_N=1000
+#   bash scripts/rl_demo.sh     # env: STAGES=train,eval STEPS=60 BUDGET=520 (s) RUN=runs/demo
+#                               #      PROMPTS=32 GROUP=8 LR=5e-5 TEMPERATURE=0.7 EXTRA=0
+#                               #      EVAL_N=1000 EVAL_TWO_STEP_N=1000
 # Needs data/demo/{train.jsonl,test.npz,refs.npz} (scripts/make_demo_data.sh) and trimesh for
-# the family judge. Rewards: the prompt's family and attributes checked on the decoded grid +
-# the fill band (occupancy only: no Blender needed, so it runs on GPU machines without bpy).
+# the family judge. Prompts: the training rows with a count-like attribute (scripts/rl_prompts.py
+# says why). Rewards: the prompt's family and attributes checked on the decoded grid + the fill
+# band (occupancy only: no Blender needed, so it runs on GPU machines without bpy).
+# The evaluation of the starting model (models/demo, "before") and of the RL policy ("after") run
+# side by side with the same prompts and seeds; STAGES=eval evaluates an existing $RUN/policy.
+# These defaults, with BUDGET=410 (16 steps on an H100), made the shipped models/demo from the
+# supervised one (its MODEL_CARD.md); run again, they start from the shipped weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
+STAGES=${STAGES:-train,eval}
 STEPS=${STEPS:-60}
-BUDGET=${BUDGET:-330}
+BUDGET=${BUDGET:-520}
 RUN=${RUN:-runs/demo}
-EVAL_N=${EVAL_N:-1000}
-PROMPTS=${PROMPTS:-16}  # prompts per step (x 8 samples each)
+PROMPTS=${PROMPTS:-32}  # prompts per step (x GROUP samples each)
 GROUP=${GROUP:-8}
-LR=${LR:-3e-5}
-EXTRA=${EXTRA:-3}      # dynamic sampling: extra rollouts per step to refill dropped groups
+LR=${LR:-5e-5}          # half the supervised run's final learning rate (cosine to 10% of 1e-3)
+TEMPERATURE=${TEMPERATURE:-0.7}  # the evaluation's temperature: train the distribution that is used
+EXTRA=${EXTRA:-0}       # dynamic sampling: extra rollouts per step to refill dropped groups
+EVAL_N=${EVAL_N:-1000}
+EVAL_TWO_STEP_N=${EVAL_TWO_STEP_N:-1000}
 EVAL_BEFORE=${EVAL_BEFORE:-1}
 rewards='[{reward="procedural.family",options={references="data/demo/refs.npz"}},{reward="procedural.attributes"},{reward="geometry.fill",weight=0.25}]'
-timeout -s INT --kill-after=120 "$BUDGET" "$PY" -m ar3d.cli train --config trainer/configs/demo.toml \
-  --set data.path=data/demo/train.jsonl --set "rewards.step1=$rewards" --set "rewards.step2=$rewards" \
-  --set rollout.prompts_per_step="$PROMPTS" --set rollout.group_size="$GROUP" --set optim.lr="$LR" --set algorithm.max_extra_batches="$EXTRA" --set optim.warmup_steps=5 \
-  --set train.steps="$STEPS" --set checkpoint.every=20 --set logging.tensorboard=false \
-  --set checkpoint.dir="$RUN/checkpoints" --set checkpoint.export_dir="$RUN/policy" --set logging.dir="$RUN/logs" \
-  || echo "training stopped with status $? (a signal exports the policy where it stopped)"
-cp models/demo/vqvae.safetensors models/demo/vqvae_config.json "$RUN/policy/"
-models=("$RUN/policy")
-if [ "$EVAL_BEFORE" = 1 ]; then
-  mkdir -p "$RUN/eval_before"
-  cp -r models/demo/. "$RUN/eval_before/"  # evaluate a copy: the eval writes its report into the folder
-  models=("$RUN/eval_before" "$RUN/policy")
+
+if [[ ",$STAGES," == *,train,* ]]; then
+  "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl"
+  timeout -s INT --kill-after=120 "$BUDGET" "$PY" -m ar3d.cli train --config trainer/configs/demo.toml \
+    --set data.path="$RUN/rl_prompts.jsonl" --set "rewards.step1=$rewards" --set "rewards.step2=$rewards" \
+    --set rollout.prompts_per_step="$PROMPTS" --set rollout.group_size="$GROUP" --set optim.lr="$LR" \
+    --set rollout.sampling.temperature="$TEMPERATURE" \
+    --set algorithm.max_extra_batches="$EXTRA" --set optim.warmup_steps=3 \
+    --set train.steps="$STEPS" --set checkpoint.every=20 --set logging.tensorboard=false \
+    --set checkpoint.dir="$RUN/checkpoints" --set checkpoint.export_dir="$RUN/policy" --set logging.dir="$RUN/logs" \
+    || echo "training stopped with status $? (a signal exports the policy where it stopped)"
+  # The demo model ships in bf16 (and the evaluation runs in bf16): save the policy so.
+  "$PY" - "$RUN/policy/model.safetensors" <<'PYEOF'
+import sys, torch
+from safetensors.torch import load_file, save_file
+path = sys.argv[1]
+state = load_file(path)
+save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}, path, metadata={"format": "pt"})
+PYEOF
+  sed -i 's/"dtype": *"float32"/"dtype": "bfloat16"/; s/"torch_dtype": *"float32"/"torch_dtype": "bfloat16"/' "$RUN/policy/config.json"
+  cp models/demo/vqvae.safetensors models/demo/vqvae_config.json "$RUN/policy/"
 fi
-for m in "${models[@]}"; do
-  "$PY" scripts/train_demo.py --stages eval --out "$m" --data data/demo --eval-n "$EVAL_N" \
-    --eval-two-step-n "$EVAL_N" --gen-batch 500
-done
+
+if [[ ",$STAGES," == *,eval,* ]]; then
+  models=("$RUN/policy")
+  if [ "$EVAL_BEFORE" = 1 ]; then
+    mkdir -p "$RUN/eval_before"
+    cp -r models/demo/. "$RUN/eval_before/"  # evaluate a copy: the eval writes its report into the folder
+    models=("$RUN/eval_before" "$RUN/policy")
+  fi
+  pids=()
+  for m in "${models[@]}"; do
+    "$PY" scripts/train_demo.py --stages eval --out "$m" --data data/demo --eval-n "$EVAL_N" \
+      --eval-two-step-n "$EVAL_TWO_STEP_N" --gen-batch 500 > "$m/eval.log" 2>&1 &
+    pids+=($!)
+  done
+  status=0
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { status=$?; echo "evaluation of ${models[$i]} failed ($status); see ${models[$i]}/eval.log"; }
+  done
+  for m in "${models[@]}"; do tail -n 3 "$m/eval.log"; done
+  exit $status
+fi

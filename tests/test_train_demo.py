@@ -26,3 +26,52 @@ def test_train_demo_smoke(tmp_path):
     assert policy.vocab.num_codes == vq.config.num_embeddings
     report = json.loads((out / "training_report.json").read_text())  # settings, seeds, metrics per stage
     assert report
+
+
+def _rows(split="train"):
+    # The fields the procedural dataset's JSONL rows carry that the selection reads.
+    return [
+        {"family": "chair", "split": split, "attributes": {"legs": 3, "armrests": False, "size": "short"}, "caption": "a short chair on three legs"},
+        {"family": "bottle", "split": split, "attributes": {"neck": "long", "body": "round", "cap": True}, "caption": "a round bottle"},
+        {"family": "bookshelf", "split": split, "attributes": {"shelves": 4, "size": "tall", "back": True}, "caption": "a tall bookshelf"},
+        {"family": "lamp", "split": split, "attributes": {"size": "tall", "shade": "cone", "base": "round"}, "caption": "a tall lamp"},
+        {"family": "stairs", "split": split, "attributes": {"steps": 5, "railing": True, "size": "wide"}, "caption": "five steps"},
+    ]
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_rl_prompts_keeps_checkable_counts_only(tmp_path):
+    """The RL prompt set: rows with a count the reward can check; size classes, families without a
+    count checker and the shelf count the VQ-VAE cannot reproduce are left out."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import rl_prompts
+    finally:
+        sys.path.pop(0)
+    wanted = rl_prompts.count_attributes()
+    assert {"chair.legs", "stairs.steps", "ladder.rungs", "house.windows", "fence.posts"} <= wanted
+    assert "bookshelf.shelves" not in wanted and not any(w.endswith(".size") for w in wanted)
+    assert "bookshelf.shelves" in rl_prompts.count_attributes(skip=())
+
+    out = tmp_path / "rl.jsonl"
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "rl_prompts.py"), str(_write(tmp_path / "t.jsonl", _rows())), "-o", str(out)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["family"] for r in kept] == ["chair", "stairs"]
+    assert kept[0] == _rows()[0]  # rows pass through whole: metadata feeds the rewards
+    assert "2 of 5 prompts kept" in run.stdout
+
+
+def test_rl_prompts_refuses_held_out_rows_and_missing_files(tmp_path):
+    script = str(REPO / "scripts" / "rl_prompts.py")
+    run = subprocess.run([sys.executable, script, str(_write(tmp_path / "t.jsonl", _rows("test"))), "-o", str(tmp_path / "o.jsonl")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode != 0 and "held-out" in run.stderr and not (tmp_path / "o.jsonl").exists()
+    run = subprocess.run([sys.executable, script, str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode != 0 and "make_demo_data.sh" in run.stderr
