@@ -282,6 +282,8 @@ def _ratio_checker(family):
         attrs = dict(predicted or {})
         if "openings" in fam.attributes and "openings" not in attrs:
             attrs["openings"] = max(1, count_openings(occupancy))
+        if "openings" in fam.attributes and attrs["openings"] < 1:
+            return None  # no bay to measure a height over (and no division by zero)
         return fam.ratio_class(grid_extents(occupancy), attrs)
 
     return check

@@ -39,6 +39,10 @@ if [[ ",$STAGES," == *,train,* ]]; then
     --set train.steps="$STEPS" --set checkpoint.every=20 --set logging.tensorboard=false \
     --set checkpoint.dir="$RUN/checkpoints" --set checkpoint.export_dir="$RUN/policy" --set logging.dir="$RUN/logs" \
     || echo "training stopped with status $? (a signal exports the policy where it stopped)"
+  if [ ! -f "$RUN/policy/model.safetensors" ]; then
+    echo "error: no exported policy in $RUN/policy; the training output above says why" >&2
+    exit 1
+  fi
   # The demo model ships in bf16 (and the evaluation runs in bf16): save the policy so.
   "$PY" - "$RUN/policy/model.safetensors" <<'PYEOF'
 import sys, torch
@@ -47,6 +51,7 @@ path = sys.argv[1]
 state = load_file(path)
 save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}, path, metadata={"format": "pt"})
 PYEOF
+  chmod 644 "$RUN/policy/model.safetensors"
   sed -i 's/"dtype": *"float32"/"dtype": "bfloat16"/; s/"torch_dtype": *"float32"/"torch_dtype": "bfloat16"/' "$RUN/policy/config.json"
   cp models/demo/vqvae.safetensors models/demo/vqvae_config.json "$RUN/policy/"
 fi

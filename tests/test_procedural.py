@@ -231,3 +231,18 @@ def test_command_line_writes_a_dataset(tmp_path, capsys):
     ds = read_dataset(tmp_path / "x.npz")
     assert [m["family"] for m in ds.meta] == ["ring", "fence", "ring"]
     assert all(m["split"] == "test" for m in ds.meta)
+
+
+def test_arch_size_unreadable_without_openings():
+    """An arch grid read as having no opening has no bay: its size class is unreadable (None,
+    counted wrong), quietly — the RL reward calls this on thousands of generated grids."""
+    import warnings
+
+    from ar3d.procedural.evaluate import check_attributes
+
+    g = np.zeros((64, 64, 64), bool)
+    g[20:44, 28:36, 0:30] = True  # one solid block standing on the floor: one floor piece
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = check_attributes("arch", g)
+    assert read == {"openings": 0, "size": None}
