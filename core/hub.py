@@ -141,16 +141,25 @@ def cached_models() -> list[dict]:
     return found
 
 
+def given_weights_file(spec: str | os.PathLike | None, *, env: str, filename: str, what: str) -> Path | None:
+    """The weights file named explicitly or by the ``env`` setting; None when neither names one
+    (the caller then looks in its caches). A name that is not a file is an error, not a fallback."""
+    spec = spec or os.environ.get(env)
+    if not spec:
+        return None
+    path = Path(str(spec)).expanduser()
+    if not path.is_file():
+        raise ModelNotFoundError(f"{what}: no file at '{path}'. Pass the path of {filename} (or set {env}).")
+    return path
+
+
 def resolve_weights_file(spec: str | os.PathLike | None, *, env: str, repo_id: str, filename: str, what: str) -> Path:
     """A single weights file (reward and metric models): the explicit path, then the ``env``
     setting, then ``filename`` of ``repo_id`` in the Hugging Face cache (downloaded only when
     the hub is reachable and allowed)."""
-    spec = spec or os.environ.get(env)
-    if spec:
-        path = Path(str(spec)).expanduser()
-        if path.is_file():
-            return path
-        raise ModelNotFoundError(f"{what}: no file at '{path}'. Pass the path of {filename} (or set {env}).")
+    path = given_weights_file(spec, env=env, filename=filename, what=what)
+    if path is not None:
+        return path
     from huggingface_hub import hf_hub_download
 
     try:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..core.errors import Ar3dError
-from ..core.hub import ModelNotFoundError, offline
+from ..core.hub import ModelNotFoundError, given_weights_file, offline
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -127,11 +127,8 @@ def _open_clip():
 
 
 def _clip_weights(model_name: str, pretrained: str, checkpoint: str | None) -> Path:
-    spec = checkpoint or os.environ.get("AR3D_CLIP_CHECKPOINT")
-    if spec:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise ModelNotFoundError(f"CLIP weights: no file at '{path}'. Pass the path of an open_clip checkpoint (or set AR3D_CLIP_CHECKPOINT).")
+    path = given_weights_file(checkpoint, env="AR3D_CLIP_CHECKPOINT", filename="an open_clip checkpoint", what="CLIP weights")
+    if path is not None:
         return path
     open_clip = _open_clip()
     cfg = open_clip.get_pretrained_cfg(model_name, pretrained) or {}
@@ -215,11 +212,8 @@ class CLIPFeatures(_ImageModel):
 
 
 def _inception_weights(weights: str | None) -> Path:
-    spec = weights or os.environ.get("AR3D_INCEPTION_WEIGHTS")
-    if spec:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise ModelNotFoundError(f"Inception-v3 weights: no file at '{path}' (AR3D_INCEPTION_WEIGHTS takes the path of {INCEPTION_FILE}).")
+    path = given_weights_file(weights, env="AR3D_INCEPTION_WEIGHTS", filename=INCEPTION_FILE, what="Inception-v3 weights")
+    if path is not None:
         return path
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     if cached.is_file():

@@ -168,9 +168,7 @@ def _json_default(o):
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
+    return str(o)  # paths, dtypes, devices: a report must never fail to save
 
 
 def environment(device: torch.device) -> dict:

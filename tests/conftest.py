@@ -1,5 +1,6 @@
 """Shared test set-up: offline by construction, fixtures from ../shared."""
 
+import json
 import os
 from pathlib import Path
 
@@ -77,3 +78,28 @@ def calibrated_inception():
         model(torch.randn(4, 3, 128, 128))
     model.AuxLogits = aux
     return model.eval()
+
+
+# A tiny OpenCLIP architecture: the HPS reward and the evaluation's CLIP score load it like ViT-H-14.
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """(config file, model): the tiny architecture registered with open_clip under the file's stem,
+    and one model of it with random weights (seed 0). Each test saves the weights in the format
+    its loader reads."""
+    import torch
+
+    from ar3d.core.rewards.hps import _open_clip
+
+    open_clip = _open_clip()
+    cfg = tmp_path_factory.mktemp("clip") / "ar3d-tiny-clip.json"
+    cfg.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(str(cfg))
+    torch.manual_seed(0)
+    return cfg, open_clip.create_model(cfg.stem, pretrained=None).eval()

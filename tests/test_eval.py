@@ -84,25 +84,12 @@ def test_benchmark_warnings_references_and_selection(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------------
 
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-
-def _tiny_extractor_files(d: Path, inception) -> dict[str, Path]:
+def _tiny_extractor_files(d: Path, tiny_clip, inception) -> dict[str, Path]:
     """Tiny random CLIP (open_clip config + checkpoint), Inception-v3 and DINOv2 weights."""
     from transformers import Dinov2Config, Dinov2Model
 
-    from ar3d.evaluation.features import _open_clip
-
-    open_clip = _open_clip()
-    cfg = d / "ar3d-e2e-tiny-clip.json"
-    cfg.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(str(cfg))
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model("ar3d-e2e-tiny-clip", pretrained=None).state_dict(), d / "clip.pt")
+    cfg, clip = tiny_clip
+    torch.save(clip.state_dict(), d / "clip.pt")
     torch.save(inception.state_dict(), d / "inception.pth")
     torch.manual_seed(0)
     dino = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -150,7 +137,7 @@ class _GenerateCounter:
 
 
 @pytest.fixture(scope="module")
-def e2e(small_pair, calibrated_inception, tmp_path_factory):
+def e2e(small_pair, calibrated_inception, tiny_clip, tmp_path_factory):
     """One `ar3d eval --compare-model` run of two tiny policies; tests below inspect and rerun it."""
     pytest.importorskip("bpy", reason="ar3d eval renders with bpy (the render extra)")
     from ar3d.cli import main
@@ -164,7 +151,7 @@ def e2e(small_pair, calibrated_inception, tmp_path_factory):
         if f.name != "vqvae.safetensors":
             f.unlink()
     create_random_policy(second, tokenizer=build_tokenizer(num_codes=64), seed=1)
-    files = _tiny_extractor_files(d, calibrated_inception)
+    files = _tiny_extractor_files(d, tiny_clip, calibrated_inception)
     bench = _benchmark(d)
     out = d / "cmp"
     argv = [

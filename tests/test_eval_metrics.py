@@ -4,7 +4,6 @@ tiny ones go through the same loading and preprocessing code)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -24,13 +23,6 @@ from ar3d.evaluation.features import (
     build_inception,
 )
 from ar3d.evaluation.metrics import clip_score, frechet_distance, kernel_distance, mean_std, mmd2_unbiased
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
 
 # -- CLIP score ----------------------------------------------------------------------------------
 
@@ -157,17 +149,10 @@ def _images(n, size=48, seed=0):
 
 
 @pytest.fixture(scope="module")
-def tiny_clip_files(tmp_path_factory):
-    from ar3d.evaluation.features import _open_clip
-
-    open_clip = _open_clip()
-    d = tmp_path_factory.mktemp("clip")
-    cfg = d / "ar3d-eval-tiny-clip.json"
-    cfg.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(str(cfg))
-    torch.manual_seed(0)
-    model = open_clip.create_model("ar3d-eval-tiny-clip", pretrained=None)
-    ckpt = d / "tiny_clip.pt"
+def tiny_clip_files(tiny_clip, tmp_path_factory):
+    """The tiny OpenCLIP model saved as a plain open_clip checkpoint (a state dict)."""
+    cfg, model = tiny_clip
+    ckpt = tmp_path_factory.mktemp("clip_ckpt") / "tiny_clip.pt"
     torch.save(model.state_dict(), ckpt)
     return cfg, ckpt
 

@@ -3,7 +3,6 @@ be downloaded here), the ensemble arithmetic and the procedural demo rewards."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -12,13 +11,6 @@ import torch
 
 from ar3d.core.rewards import RewardBatch, RewardConfig, RewardConfigError, RewardEnsemble, SampleScore, TermConfig
 from ar3d.core.rewards.base import to_rgb
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
 
 # -- base --------------------------------------------------------------------------------------
 
@@ -47,21 +39,12 @@ def test_batch_checks_lengths_and_composites_alpha():
 
 
 @pytest.fixture(scope="module")
-def tiny_hps(tmp_path_factory):
-    """A tiny OpenCLIP architecture with random weights saved the way HPS v2.1 ships
-    (``{"state_dict": …}`` in a .pt file)."""
-    from ar3d.core.rewards.hps import _open_clip
-
-    open_clip = _open_clip()
-    d = tmp_path_factory.mktemp("hps")
-    cfg = d / "ar3d-tiny-clip.json"
-    cfg.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(str(cfg))
-    torch.manual_seed(0)
-    model = open_clip.create_model("ar3d-tiny-clip", pretrained=None)
-    ckpt = d / "HPS_v2.1_compressed.pt"
+def tiny_hps(tiny_clip, tmp_path_factory):
+    """The tiny OpenCLIP model saved the way HPS v2.1 ships (``{"state_dict": …}`` in a .pt file)."""
+    cfg, model = tiny_clip
+    ckpt = tmp_path_factory.mktemp("hps") / "HPS_v2.1_compressed.pt"
     torch.save({"state_dict": {"module." + k: v for k, v in model.state_dict().items()}}, ckpt)
-    return cfg, ckpt, model.eval()
+    return cfg, ckpt, model
 
 
 def _views(seed, n=6, size=48):
@@ -245,7 +228,7 @@ def procedural_samples():
 
 
 def test_procedural_rewards_judge_family_and_attributes(procedural_samples):
-    from ar3d.core.rewards.procedural import AttributeMatch, FamilyMatch, load_references, save_references
+    from ar3d.core.rewards.procedural import AttributeMatch, FamilyMatch, save_references
     from ar3d.procedural.evaluate import build_references
 
     refs = build_references(per_family=4, families=("chair", "stairs", "mug"))

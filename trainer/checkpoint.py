@@ -388,9 +388,7 @@ def _json_default(o: Any) -> Any:
         return o.item()
     if isinstance(o, torch.Tensor) and o.numel() == 1:
         return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
+    return str(o)  # paths and the like
 
 
 # --- export -----------------------------------------------------------------------------------
