@@ -122,14 +122,67 @@ def test_fd_with_fewer_features_than_dimensions_is_exact():
     # the sample-space (nuclear norm) route equals the covariance route without regularisation
     exact = metrics.frechet_distance_from_stats(*metrics.feature_statistics(a), *metrics.feature_statistics(b), eps=0.0)
     assert frechet_distance(a, b) == pytest.approx(exact, rel=1e-7)
-    # from statistics, pytorch-fid's eps·I regularisation of singular covariances moves it a
-    # little (the square-root term gains O(√eps) per direction where only one set varies)
-    regularised = metrics.frechet_distance_from_stats(*metrics.feature_statistics(a), *metrics.feature_statistics(b))
-    assert regularised == pytest.approx(exact, abs=0.05) and regularised != exact
+    # from statistics with the default eps: the root succeeds, so no regularisation either
+    from_stats = metrics.frechet_distance_from_stats(*metrics.feature_statistics(a), *metrics.feature_statistics(b))
+    assert from_stats == pytest.approx(exact, rel=1e-9)
     with pytest.raises(ValueError, match="at least 2"):
         frechet_distance(a[:1], a)
     with pytest.raises(ValueError, match="same d"):
         frechet_distance(a, b[:, :4])
+
+
+def test_fd_from_stats_of_singular_covariances_matches_pytorch_fid():
+    """Singular covariances (fewer features than dimensions): pytorch-fid's own
+    ``calculate_frechet_distance`` (``scipy.linalg.sqrtm`` of Σ₁Σ₂, eps·I only when that root is
+    not finite) is the reference. Tolerance 1e-6 relative: sqrtm of a singular product is itself
+    accurate to ~5e-8 here; adding eps·I to every singular pair (the old behaviour) was 2e-4 off."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(60, 256))
+    b = rng.normal(size=(40, 256)) * 1.1 + 0.05
+    stats = (*metrics.feature_statistics(a), *metrics.feature_statistics(b))
+    reference = calculate_frechet_distance(*stats)
+    assert metrics.frechet_distance_from_stats(*stats) == pytest.approx(reference, rel=1e-6)
+    assert metrics.frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+
+
+def test_fd_from_stats_at_inception_size_equals_the_exact_sample_space_value():
+    """The issue's case, 300 vs 200 features of 2,048 dims: from statistics (default eps) equals
+    the exact nuclear-norm route to 1e-7 (rounding in the near-zero eigenvalues; pytorch-fid's own
+    sqrtm is 6e-8 off here and takes ~2 min on 2 cores, so its reference runs at 256 dims above).
+    Adding eps·I to every singular pair was 1.7e-4 off."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(300, 2048))
+    b = rng.normal(size=(200, 2048)) + 0.05
+    stats = (*metrics.feature_statistics(a), *metrics.feature_statistics(b))
+    assert metrics.frechet_distance_from_stats(*stats) == pytest.approx(metrics.frechet_distance(a, b), rel=1e-7)
+
+
+def test_fd_from_stats_adds_eps_inside_the_root_only_when_it_fails(monkeypatch):
+    """The fallback: a finite PSD pair never makes the exact root fail, so the failure is
+    simulated (the first root computation returns NaN); the retry regularises the root only."""
+    rng = np.random.default_rng(4)
+    mu1, s1 = metrics.feature_statistics(rng.normal(size=(5, 8)))
+    mu2, s2 = metrics.feature_statistics(rng.normal(size=(6, 8)))
+    real = metrics._trace_sqrt_product
+    calls = []
+
+    def failing_once(x, y):
+        calls.append((x.copy(), y.copy()))
+        return float("nan") if len(calls) == 1 else real(x, y)
+
+    monkeypatch.setattr(metrics, "_trace_sqrt_product", failing_once)
+    eps = 1e-3
+    value = metrics.frechet_distance_from_stats(mu1, s1, mu2, s2, eps=eps)
+    assert len(calls) == 2 and np.allclose(calls[1][0], s1 + eps * np.eye(8)) and np.allclose(calls[1][1], s2 + eps * np.eye(8))
+    diff = mu1 - mu2
+    expected = diff @ diff + np.trace(s1) + np.trace(s2) - 2 * real(s1 + eps * np.eye(8), s2 + eps * np.eye(8))
+    assert value == pytest.approx(expected, rel=1e-12)
+    calls.clear()
+    monkeypatch.setattr(metrics, "_trace_sqrt_product", lambda x, y: float("nan"))
+    with pytest.raises(ValueError, match="not finite"):
+        metrics.frechet_distance_from_stats(mu1, s1, mu2, s2)
 
 
 def test_mean_std_skips_missing():
