@@ -550,4 +550,5 @@ def feature_mismatches(a: dict, b: dict) -> list[str]:
 
 def _ident(f: dict) -> str:
     sha = f.get("sha256")
-    return f"{f.get('extractor') or f.get('model')} ({f.get('weights') or 'weights in memory'}, sha256 {sha[:12] + '…' if sha else 'unknown'})"
+    weights = f.get("weights") or ("weights in memory" if "sha256" in f else "weights not recorded")
+    return f"{f.get('extractor') or f.get('model')} ({weights}, sha256 {sha[:12] + '…' if sha else 'unknown'})"
