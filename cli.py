@@ -356,6 +356,7 @@ def _eval_config(args, out, model, vqvae, label):
         render_timeout_s=args.render_timeout, rewards=args.rewards, reward_resolution=args.reward_resolution,
         metrics=chosen, clip_model=args.clip_model, clip_checkpoint=args.clip_checkpoint,
         inception_weights=args.inception_weights, dinov2=args.dinov2, feature_batch_size=args.feature_batch_size,
+        inception_tv_weights=args.inception_tv_weights,
         kd_subsets=args.kd_subsets, kd_subset_size=args.kd_subset_size, top_k=args.top_k_report, progress=not args.quiet,
     )
 
@@ -409,7 +410,8 @@ def cmd_eval_compare(args) -> int:
     labels = tuple(args.labels.split(",", 1)) if args.labels else (None, None)
     if len(labels) != 2:
         raise CliError("--labels takes two names separated by a comma, e.g. base,rl")
-    paths = write_comparison(args.run_a, args.run_b, Path(args.out), top_k=args.top_k, labels=labels)
+    paths = write_comparison(args.run_a, args.run_b, Path(args.out), top_k=args.top_k, labels=labels,
+                             allow_feature_mismatch=args.allow_feature_mismatch)  # fmt: skip
     print(f"comparison: {paths['md']} and {paths['html']}")
     return 0
 
@@ -536,10 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--render-timeout", type=float, default=300, help="seconds per mesh before its worker is replaced")
     ev.add_argument("--rewards", default="geometry", help="reward preset (geometry, demo, paper), a TOML file, or none (default geometry)")
     ev.add_argument("--reward-resolution", type=int, default=256, help="side of the six reward views (default 256)")
-    ev.add_argument("--metrics", default="auto", help="auto (every extractor with weights; others reported unavailable), none, or a list of clip,inception,dinov2 (required)")
+    ev.add_argument("--metrics", default="auto", help="auto (clip, inception, dinov2 when their weights are found; others reported unavailable), none, or a list of clip,inception,inception_tv,dinov2 (required)")
     ev.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture or model-config JSON (default ViT-L-14, OpenAI weights)")
     ev.add_argument("--clip-checkpoint", help="CLIP weights file (default: $AR3D_CLIP_CHECKPOINT, then the HF cache); given → required")
-    ev.add_argument("--inception-weights", help="Inception-v3 weights (default: $AR3D_INCEPTION_WEIGHTS, then the torch hub cache); given → required")
+    ev.add_argument("--inception-weights", help="FID Inception weights, pt_inception-2015-12-05-6726825d.pth (default: $AR3D_INCEPTION_WEIGHTS, then the torch hub cache); given → required")
+    ev.add_argument("--inception-tv-weights", help="torchvision's Inception-v3 weights for the inception_tv features (default: $AR3D_INCEPTION_TV_WEIGHTS, then the torch hub cache); given → required")
     ev.add_argument("--dinov2", help="DINOv2 folder or HF id (default: $AR3D_DINOV2, then facebook/dinov2-base in the HF cache); given → required")
     ev.add_argument("--feature-batch-size", type=int, default=32, help="images per forward pass of the feature extractors")
     ev.add_argument("--kd-subsets", type=int, default=100, help="KD random subsets (default 100)")
@@ -554,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--out", required=True, help="folder for comparison.md, comparison.html and its images")
     ec.add_argument("--labels", help="names of the two runs, e.g. base,rl (default: their labels)")
     ec.add_argument("--grid-samples", dest="top_k", type=int, default=4, help="prompts in the gained/lost grids (default 4)")
+    ec.add_argument("--allow-feature-mismatch", action="store_true", help="compare runs whose features differ (their KD/FD are left out)")
     ec.set_defaults(func=cmd_eval_compare)
 
     from .trainer.config import add_cli_arguments

@@ -11,8 +11,9 @@
   covariances, computed exactly without scipy's ``sqrtm`` (which can go complex or fail on
   singular products): from features, in sample space when there are fewer features than
   dimensions (a nuclear norm, see ``frechet_distance``), else from the eigenvalues of the PSD
-  matrix ``Σ₁^½ Σ₂ Σ₁^½``; from precomputed statistics, the usual ``eps·I`` is added to both
-  covariances when one is singular.
+  matrix ``Σ₁^½ Σ₂ Σ₁^½`` — exact for singular covariances too, so (as in pytorch-fid, whose
+  ``scipy.linalg.sqrtm`` route it matches) ``eps·I`` is added to the covariances inside the root
+  only when the root cannot be computed, never to the traces.
 """
 
 from __future__ import annotations
@@ -120,22 +121,35 @@ def _sqrt_psd(s: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """``Tr((Σ₁Σ₂)^½)``: the sum of the square roots of the eigenvalues of the PSD matrix
+    ``Σ₁^½ Σ₂ Σ₁^½`` (similar to ``Σ₁Σ₂``); NaN when it cannot be computed."""
+    try:
+        root1 = _sqrt_psd(s1)
+        middle = root1 @ s2 @ root1
+        w = np.linalg.eigvalsh((middle + middle.T) / 2.0)
+    except np.linalg.LinAlgError:
+        return float("nan")
+    return float(np.sqrt(np.clip(w, 0.0, None)).sum())
+
+
 def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """FD from means and covariances. ``Tr((Σ₁Σ₂)^½)`` is the sum of the square roots of the
-    eigenvalues of the PSD matrix ``Σ₁^½ Σ₂ Σ₁^½``; when either covariance is singular,
-    ``eps·I`` is added to both first (pytorch-fid's regularisation)."""
+    """FD from means and covariances, singular ones included (see ``_trace_sqrt_product``).
+
+    As pytorch-fid does, ``eps·I`` is added to both covariances only when the square root fails
+    (its result is not finite), and only inside the root: the traces use the covariances as given.
+    Regularising every singular pair instead moved FD by 0.5 (1.7e-4 relative) on 300 vs 200
+    Inception features."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
         raise ValueError("means and covariances of the two sets must have matching shapes")
-    w1, v1 = np.linalg.eigh((s1 + s1.T) / 2.0)
-    w2 = np.linalg.eigvalsh((s2 + s2.T) / 2.0)
-    if eps > 0 and min(w1.min(), w2.min()) <= 1e-10 * max(w1.max(), w2.max(), 1e-300):
-        s1, s2 = s1 + eps * np.eye(mu1.size), s2 + eps * np.eye(mu1.size)
-        w1, v1 = w1 + eps, v1
-    root1 = (v1 * np.sqrt(np.clip(w1, 0.0, None))) @ v1.T
-    middle = root1 @ s2 @ root1
-    tr_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2.0), 0.0, None)).sum())
+    tr_sqrt = _trace_sqrt_product(s1, s2)
+    if not np.isfinite(tr_sqrt) and eps > 0:
+        offset = eps * np.eye(mu1.size)
+        tr_sqrt = _trace_sqrt_product(s1 + offset, s2 + offset)
+    if not np.isfinite(tr_sqrt):
+        raise ValueError("Fréchet distance: the square root of the covariance product is not finite (non-finite features?)")
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
 

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .benchmark import CATEGORIES
+from .features import KD_FEATURES, feature_mismatches
 from .metrics import mean_std
 from .runner import ERROR_LOG, METRICS_FILE, RECORD, SETTINGS_FILE, load_views, read_json, write_json
 
@@ -196,11 +197,37 @@ def _fd_cell(entry: dict | None) -> str:
     return f"{entry['value']:.2f}" if "value" in entry else "n/a"
 
 
+def _extractor_cell(entry: dict | None) -> str:
+    """The features a KD/FD came from: extractor and the start of its weights' sha256."""
+    ident = (entry or {}).get("extractor")
+    if not ident:
+        return "—"
+    sha = ident.get("sha256")
+    return f"{ident.get('extractor')} · {sha[:12] if sha else 'in-memory weights'}"
+
+
+def _extractor_notes(summary: dict) -> list[str]:
+    """One line per feature with KD/FD values: its weights file, full sha256, and whether those
+    are the published weights (only then is it comparable with published numbers)."""
+    notes = []
+    for name in KD_FEATURES:
+        ident = next((e["extractor"] for e in summary["kd"].get(name, {}).values() if isinstance(e, dict) and e.get("extractor")), None)
+        if not ident:
+            continue
+        ref = ident.get("reference_weights")
+        verdict = {True: "the published weights", False: "NOT the published weights: compare only with runs of the same sha256",
+                   None: "weights without a known reference"}[ref]  # fmt: skip
+        if name == "inception_tv":
+            verdict += "; torchvision's ImageNet network, not the FID Inception: not comparable with published FID/KD"
+        notes.append(f"{name}: {ident.get('extractor')}, `{ident.get('weights')}`, sha256 `{ident.get('sha256')}` ({verdict})")
+    return notes
+
+
 def _kd_fd_rows(summary: dict, keys: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
     """Rows of the KD/FD table, and notes: why an entry has no value, or a caveat on its value."""
-    header = ["feature", "group", "KD ×100 (mean ± std)", "FD", "views gen / ref", "KD subset"]
+    header = ["feature", "group", "KD ×100 (mean ± std)", "FD", "views gen / ref", "KD subset", "extractor · sha256"]
     rows, reasons = [], []
-    for name in ("inception", "dinov2"):
+    for name in KD_FEATURES:
         kd, fd = summary["kd"].get(name, {}), summary["fd"].get(name, {})
         if "reason" in kd:
             reasons.append(f"{name}: not available — {kd['reason']}")
@@ -212,7 +239,8 @@ def _kd_fd_rows(summary: dict, keys: list[str]) -> tuple[list[str], list[list[st
             if "reason" in k:
                 reasons.append(f"{name} / {key}: not available — {k['reason']}")
                 continue
-            rows.append([name, _cat_name(key), _kd_cell(k), _fd_cell(f), f"{k['n_a']} / {k['n_b']}", str(k["subset_size"])])
+            rows.append([name, _cat_name(key), _kd_cell(k), _fd_cell(f), f"{k['n_a']} / {k['n_b']}", str(k["subset_size"]),
+                         _extractor_cell(k)])  # fmt: skip
             if f and f.get("note"):
                 reasons.append(f"{name} / {key}: {f['note']}")
     return header, rows, reasons
@@ -493,7 +521,8 @@ def _settings_lines(run: Run) -> list[str]:
         f"rewards: `{s.get('rewards')}`",
     ]
     for name, f in feats.items():
-        lines.append(f"{name}: " + (f"`{f['model']}`" if f.get("available") else f"not available — {f.get('reason')}"))
+        sha = f" sha256 `{f['sha256'][:12]}…`" if f.get("sha256") else ""
+        lines.append(f"{name}: " + (f"`{f['model']}`{sha}" if f.get("available") else f"not available — {f.get('reason')}"))
     lines.append(f"updated: {s.get('updated')}, ar3d {s.get('ar3d_version')}")
     return lines
 
@@ -501,7 +530,10 @@ def _settings_lines(run: Run) -> list[str]:
 METRIC_NOTES = [
     "CLIP ×100: per sample the mean over its views of max(100·cos(image, prompt), 0).",
     "KD ×100: unbiased MMD² with the kernel (x·y/d+1)³ between generated and reference views, mean ± std over random subsets.",
-    "FD: Fréchet distance between Gaussians fitted to the generated and the reference view features.",
+    "FD: Fréchet distance between Gaussians fitted to the generated and the reference view features (exact square root; eps·I only if it fails, as pytorch-fid).",
+    "Features: `inception` is the FID Inception-v3 (TF 2015 graph and weights, as pytorch-fid, torchmetrics, clean-fid): "
+    "comparable with published FID/KD_incep when its sha256 is the published file's; `inception_tv` is torchvision's ImageNet "
+    "Inception-v3 (ar3d runs only); `dinov2` the DINOv2 CLS token.",
     "reward: the reward ensemble's total for the scored step; parts: connected components; volume frac.: solid volume / cube of the longest side (watertight meshes).",
 ]
 
@@ -525,7 +557,7 @@ def write_report(run_dir: str | Path, top_k: int = 4) -> dict[str, Path]:
     header, rows, reasons = _kd_fd_rows(summary, ["all"] + run.categories())
     if rows:
         doc.table(header, rows)
-    doc.bullets(reasons)
+    doc.bullets(_extractor_notes(summary) + reasons)
     doc.h(2, "Distributions")
     plotted = False
     for key, title in (("clip", "CLIP score ×100"), ("reward", "reward")):
@@ -609,10 +641,24 @@ def _delta(a: dict | None, b: dict | None, decimals: int) -> str:
 
 
 def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path, top_k: int = 4,
-                     labels: tuple[str | None, str | None] = (None, None)) -> dict[str, Path]:  # fmt: skip
+                     labels: tuple[str | None, str | None] = (None, None),
+                     allow_feature_mismatch: bool = False) -> dict[str, Path]:  # fmt: skip
     """Write ``comparison.md`` / ``comparison.html`` / ``comparison.json`` into ``out`` for two
-    run folders (B is compared against A: Δ = B − A)."""
+    run folders (B is compared against A: Δ = B − A).
+
+    Runs whose KD/FD features differ (extractor or weights sha256) are refused; with
+    ``allow_feature_mismatch`` the comparison is written with a warning and without those KD/FD."""
     a, b = load_run(run_a), load_run(run_b)
+    mismatched = feature_mismatches(a.settings.get("features") or {}, b.settings.get("features") or {})
+    if mismatched and not allow_feature_mismatch:
+        from .runner import EvalError
+
+        raise EvalError(
+            f"'{a.path}' and '{b.path}' computed their metrics with different features ({'; '.join(mismatched)}): "
+            "their KD/FD/CLIP are not comparable. Rerun one with the other's weights (--inception-weights, "
+            "--clip-checkpoint, --dinov2), or pass --allow-feature-mismatch to compare the rest without those."
+        )
+    skip = {m.split(":", 1)[0] for m in mismatched}
     if labels[0]:
         a.settings["label"] = labels[0]
     if labels[1]:
@@ -630,6 +676,9 @@ def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path, top_
               if a.settings.get(k) != b.settings.get(k)]  # fmt: skip
     if differ:
         doc.p("**Settings differ** between the runs (" + ", ".join(differ) + "): the numbers are not strictly comparable.")
+    if mismatched:
+        doc.p("**Features differ** between the runs (" + "; ".join(mismatched) + "): their KD/FD are left out below"
+              + ("; the CLIP scores come from different CLIP weights and their Δ means nothing." if "clip" in skip else "."))
     common = sorted(set(a.records) & set(b.records))
     doc.p(f"{len(common)} prompts were evaluated in both runs.")
     doc.h(2, "Overall")
@@ -650,17 +699,21 @@ def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path, top_
         doc.table(["category", a.label, b.label, "Δ"], rows)
     doc.h(2, "KD and FD against the references")
     rows, reasons = [], []
-    for name in ("inception", "dinov2"):
+    for name in KD_FEATURES:
+        if name in skip:
+            reasons.append(f"{name}: the runs used different features")
+            continue
         for key in ["all"] + cats:
             ka, kb = sa["kd"].get(name, {}).get(key), sb["kd"].get(name, {}).get(key)
             fa, fb = sa["fd"].get(name, {}).get(key), sb["fd"].get(name, {}).get(key)
             if (ka and "mean" in ka) or (kb and "mean" in kb):
-                rows.append([name, _cat_name(key), _kd_cell(ka), _kd_cell(kb), _fd_cell(fa), _fd_cell(fb)])
+                rows.append([name, _cat_name(key), _kd_cell(ka), _kd_cell(kb), _fd_cell(fa), _fd_cell(fb), _extractor_cell(ka or kb)])
         for label, s in ((a.label, sa), (b.label, sb)):
             if "reason" in s["kd"].get(name, {}):
                 reasons.append(f"{label}, {name}: {s['kd'][name]['reason']}")
     if rows:
-        doc.table(["feature", "group", f"KD×100 {a.label}", f"KD×100 {b.label}", f"FD {a.label}", f"FD {b.label}"], rows)
+        doc.table(["feature", "group", f"KD×100 {a.label}", f"KD×100 {b.label}", f"FD {a.label}", f"FD {b.label}",
+                   "extractor · sha256"], rows)  # fmt: skip
     doc.bullets([f"not available: {r}" for r in reasons])
     doc.h(2, "Side by side")
     plotted = False

@@ -23,7 +23,9 @@ what an interrupted run had already done).
 
 KD and FD compare the Inception/DINOv2 features of the generated views of prompts that have a
 reference mesh with those of the references, rendered with the same views into
-``OUT/references/<id>/``; without references they are reported as not available.
+``OUT/references/<id>/``; without references they are reported as not available. Every KD/FD
+entry names its extractor and weights (sha256), and a rerun on an OUT whose features came from
+other weights is refused, as a rerun with other generation settings is.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .. import __version__
 from ..core.engine import SamplingConfig
 from ..core.errors import Ar3dError
 from .benchmark import Benchmark, BenchmarkItem, load_benchmark
+from .features import EXTRACTORS, KD_FEATURES
 
 ERROR_LOG = "errors.jsonl"
 SETTINGS_FILE = "eval.json"
@@ -78,10 +81,11 @@ class EvalConfig:
     workers: Blender worker processes (None: ``PoolConfig``'s default). render_timeout_s: per mesh.
     rewards: a reward preset (``geometry``, ``demo``, ``paper``), a TOML file, or ``none``.
     reward_resolution: side of the six reward views (rendered only when a reward reads views).
-    metrics: None ("auto": every feature extractor whose weights are found) or a list of
-        ``clip``, ``inception``, ``dinov2`` (required: missing weights are an error).
-    clip_model / clip_checkpoint / inception_weights / dinov2: where the extractors come from
-        (see ``features``); an explicit one is required.
+    metrics: None ("auto": clip, the FID inception and dinov2 whenever their weights are found;
+        torchvision's inception_tv only in place of a missing FID Inception) or a list of
+        ``clip``, ``inception``, ``inception_tv``, ``dinov2`` (required: missing weights are an error).
+    clip_model / clip_checkpoint / inception_weights / inception_tv_weights / dinov2: where the
+        extractors come from (see ``features``); an explicit one is required.
     feature_batch_size: images per forward pass of the extractors.
     kd_subsets / kd_subset_size: KD's random subsets (100 of 1000, shrunk to the smaller set).
     top_k: samples in the report's best / worst grids. progress: tqdm bars on stderr.
@@ -114,6 +118,7 @@ class EvalConfig:
     clip_checkpoint: str | None = None
     inception_weights: str | None = None
     dinov2: str | None = None
+    inception_tv_weights: str | None = None
     feature_batch_size: int = 32
     kd_subsets: int = 100
     kd_subset_size: int = 1000
@@ -303,6 +308,20 @@ class EvalRunner:
                 "this run's: pass another --out, or delete that folder to start over."
             )
 
+    def _check_features(self, features) -> None:
+        """Records and reference features of OUT must come from the extractors loaded now."""
+        old = read_json(self.out / SETTINGS_FILE)
+        if old is None or features is None:
+            return
+        from .features import feature_mismatches
+
+        diff = feature_mismatches(old.get("features") or {}, features.describe())
+        if diff:
+            raise EvalError(
+                f"'{self.out}' holds features from other extractors or weights ({'; '.join(diff)}, there vs now). "
+                "Its records would mix with this run's: pass the same weights, another --out, or delete that folder."
+            )
+
     def _reward_needs(self) -> set[str]:
         if self.ensemble is None:
             return set()
@@ -363,6 +382,7 @@ class EvalRunner:
         if self.features is None:
             self.features = load_features(c)
         features = self.features
+        self._check_features(features)
         own_ensemble = self.ensemble is None
         if own_ensemble:
             self.ensemble = load_rewards(c)
@@ -375,7 +395,7 @@ class EvalRunner:
             {"id": i.id, "prompt": i.prompt, "category": i.category, "reference": None if i.reference is None else str(i.reference)}
             for i in bench.items
         ])  # fmt: skip
-        kd_features = [n for n in ("inception", "dinov2") if features.get(n) is not None]
+        kd_features = [n for n in KD_FEATURES if features.get(n) is not None]
         if todo or (need_refs and kd_features):
             if importlib.util.find_spec("bpy") is None:
                 raise EvalError("ar3d eval renders with Blender as a Python module: pip install 'ar3d[render]' (bpy, Python 3.11)")
@@ -410,7 +430,8 @@ class EvalRunner:
 
     # ---- references ----------------------------------------------------------------------------
     def _references(self, items: list[BenchmarkItem]) -> None:
-        todo = [i for i in items if not (self.refs_dir / i.id / "features.npz").is_file()]
+        wanted = {n for n in KD_FEATURES if self.features.get(n) is not None}
+        todo = [i for i in items if not wanted <= set(self._load_npz(self.refs_dir / i.id / "features.npz") or {})]
         if not todo:
             return
         self.refs_dir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +447,7 @@ class EvalRunner:
                 self._fail(item.id, "reference", f"reference mesh {item.reference}: {job.error}", tick=False)
             else:
                 try:
-                    feats = self._image_features(job.result, ("inception", "dinov2"))
+                    feats = self._image_features(job.result, KD_FEATURES)
                     _save_npz(self.refs_dir / item.id / "features.npz", **feats)
                 except Exception as e:  # a feature failure loses this reference only
                     self._fail(item.id, "reference", f"{type(e).__name__}: {e}", tick=False)
@@ -590,7 +611,7 @@ class EvalRunner:
                 except Exception as e1:
                     self._fail(item.id, "score", f"{type(e1).__name__}: {e1}")
 
-    def _image_features(self, images: np.ndarray, names=("clip", "inception", "dinov2")) -> dict[str, np.ndarray]:
+    def _image_features(self, images: np.ndarray, names=EXTRACTORS) -> dict[str, np.ndarray]:
         feats = {}
         for name in names:
             ext = self.features.get(name)
@@ -691,7 +712,7 @@ class EvalRunner:
         features = self.features
         result: dict[str, Any] = {"features": features.describe() if features else {}, "kd": {}, "fd": {}}
         refs = [i for i in bench.items if i.reference is not None]
-        for name in ("inception", "dinov2"):
+        for name in KD_FEATURES:
             if not refs:
                 reason = "the benchmark gives no reference meshes (add \"reference\" paths to compute KD and FD)"
                 result["kd"][name] = result["fd"][name] = {"reason": reason}
@@ -713,6 +734,7 @@ class EvalRunner:
                     g.extend(gen_feats)
                     r.append(ref[name])
             kd, fd = {}, {}
+            ident = {"extractor": features.identity(name)}  # which features: architecture, weights, sha256
             for key in ["all"] + [k for k in bench.categories() if k in groups]:
                 g, r = groups.get(key, ([], []))
                 a = np.concatenate(g) if g else np.zeros((0, 1))
@@ -721,12 +743,12 @@ class EvalRunner:
                     why = f"needs at least 2 generated and 2 reference views, has {len(a)} and {len(b)}"
                     kd[key] = fd[key] = {"reason": why, "n_generated": len(a), "n_reference": len(b)}
                     continue
-                kd[key] = kernel_distance(a, b, c.kd_subsets, c.kd_subset_size, seed=c.seed).to_dict()
+                kd[key] = {**kernel_distance(a, b, c.kd_subsets, c.kd_subset_size, seed=c.seed).to_dict(), **ident}
                 note = None
                 if min(len(a), len(b)) <= a.shape[1]:
                     note = (f"FD from {min(len(a), len(b))} views of {a.shape[1]}-d features (rank-deficient "
                             "covariances): compare such FDs only at equal view counts")
-                fd[key] = {"value": frechet_distance(a, b), "n_generated": len(a), "n_reference": len(b), "note": note}
+                fd[key] = {"value": frechet_distance(a, b), "n_generated": len(a), "n_reference": len(b), "note": note, **ident}
             result["kd"][name], result["fd"][name] = kd, fd
         return result
 
@@ -750,7 +772,7 @@ def load_features(config: EvalConfig):
     c = config
     return FeatureSet.load(c.metrics, clip_model=c.clip_model, clip_checkpoint=c.clip_checkpoint,
                            inception_weights=c.inception_weights, dinov2=c.dinov2, device=c.device,
-                           batch_size=c.feature_batch_size)  # fmt: skip
+                           batch_size=c.feature_batch_size, inception_tv_weights=c.inception_tv_weights)  # fmt: skip
 
 
 def load_rewards(config: EvalConfig):

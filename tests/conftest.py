@@ -80,6 +80,30 @@ def calibrated_inception():
     return model.eval()
 
 
+@pytest.fixture(scope="session")
+def fid_inception_state():
+    """Random weights for the FID Inception-v3 in the layout of pytorch-fid's
+    ``pt_inception-2015-12-05-6726825d.pth`` (1008-class fc included; the real file cannot be
+    downloaded here), batch-norm statistics measured on random images as above."""
+    import torch
+
+    from ar3d.evaluation.fid_inception import build_fid_inception
+
+    torch.manual_seed(0)
+    model = build_fid_inception()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+            m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 128, 128))
+    state = model.eval().state_dict()
+    state["fc.weight"] = torch.randn(1008, 2048) * 0.01
+    state["fc.bias"] = torch.zeros(1008)
+    return state
+
+
 # A tiny OpenCLIP architecture: the HPS reward and the evaluation's CLIP score load it like ViT-H-14.
 TINY_CLIP = {
     "embed_dim": 32,

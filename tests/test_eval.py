@@ -2,8 +2,9 @@
 
 The end-to-end runs use the conftest's tiny policy + VQ-VAE pair (and a second random policy
 for the comparison), real Workbench renders at 128² from a 4-view ring, the real reward
-ensemble ("geometry"), and tiny random CLIP / Inception-v3 / DINOv2 models saved to files and
-loaded through the same code paths as the real weights (which cannot be downloaded here).
+ensemble ("geometry"), and tiny random CLIP / FID Inception-v3 / torchvision Inception-v3 / DINOv2
+models saved to files and loaded through the same code paths as the real weights (which cannot be
+downloaded here).
 """
 
 from __future__ import annotations
@@ -84,18 +85,20 @@ def test_benchmark_warnings_references_and_selection(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------------
 
-def _tiny_extractor_files(d: Path, tiny_clip, inception) -> dict[str, Path]:
-    """Tiny random CLIP (open_clip config + checkpoint), Inception-v3 and DINOv2 weights."""
+def _tiny_extractor_files(d: Path, tiny_clip, inception, fid_inception_state) -> dict[str, Path]:
+    """Tiny random CLIP (open_clip config + checkpoint), FID and torchvision Inception-v3 and DINOv2 weights."""
     from transformers import Dinov2Config, Dinov2Model
 
     cfg, clip = tiny_clip
     torch.save(clip.state_dict(), d / "clip.pt")
-    torch.save(inception.state_dict(), d / "inception.pth")
+    torch.save(inception.state_dict(), d / "inception_tv.pth")
+    torch.save(fid_inception_state, d / "fid_inception.pth")
     torch.manual_seed(0)
     dino = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                                     image_size=56, patch_size=14))  # fmt: skip
     dino.save_pretrained(d / "dino")
-    return {"clip_model": cfg, "clip": d / "clip.pt", "inception": d / "inception.pth", "dino": d / "dino"}
+    return {"clip_model": cfg, "clip": d / "clip.pt", "inception": d / "fid_inception.pth", "inception_tv": d / "inception_tv.pth",
+            "dino": d / "dino"}  # fmt: skip
 
 
 def _benchmark(d: Path) -> Path:
@@ -137,7 +140,7 @@ class _GenerateCounter:
 
 
 @pytest.fixture(scope="module")
-def e2e(small_pair, calibrated_inception, tiny_clip, tmp_path_factory):
+def e2e(small_pair, calibrated_inception, fid_inception_state, tiny_clip, tmp_path_factory):
     """One `ar3d eval --compare-model` run of two tiny policies; tests below inspect and rerun it."""
     pytest.importorskip("bpy", reason="ar3d eval renders with bpy (the render extra)")
     from ar3d.cli import main
@@ -151,7 +154,7 @@ def e2e(small_pair, calibrated_inception, tiny_clip, tmp_path_factory):
         if f.name != "vqvae.safetensors":
             f.unlink()
     create_random_policy(second, tokenizer=build_tokenizer(num_codes=64), seed=1)
-    files = _tiny_extractor_files(d, tiny_clip, calibrated_inception)
+    files = _tiny_extractor_files(d, tiny_clip, calibrated_inception, fid_inception_state)
     bench = _benchmark(d)
     out = d / "cmp"
     argv = [
@@ -160,7 +163,8 @@ def e2e(small_pair, calibrated_inception, tiny_clip, tmp_path_factory):
         "--out", str(out), "--views", "ring:4@30", "--resolution", "128", "--reward-resolution", "64",
         "--batch-size", "3", "--max-plan-tokens", "4", "--workers", "1", "--device", "cpu", "-q",
         "--clip-model", str(files["clip_model"]), "--clip-checkpoint", str(files["clip"]),
-        "--inception-weights", str(files["inception"]), "--dinov2", str(files["dino"]),
+        "--inception-weights", str(files["inception"]), "--inception-tv-weights", str(files["inception_tv"]),
+        "--dinov2", str(files["dino"]),
         "--feature-batch-size", "8", "--kd-subsets", "10",
     ]  # fmt: skip
     counter = _GenerateCounter()
@@ -191,7 +195,7 @@ def test_eval_runs_generates_renders_scores_and_records_failures(e2e):
         assert 0.0 <= s["clip_score"] <= 100.0 and len(s["clip_per_view"]) == 4
         assert s["reward"]["total"] is not None and "geometry.silhouette" in s["reward"]["terms"]
         assert s["geometry"]["faces"] > 0 and isinstance(s["geometry"]["watertight"], bool)
-        assert rec["features"] == ["clip", "dinov2", "inception"]
+        assert rec["features"] == ["clip", "dinov2", "inception", "inception_tv"]
 
 
 def test_clip_score_and_kd_fd_recompute_from_the_saved_files(e2e):
@@ -207,8 +211,17 @@ def test_clip_score_and_kd_fd_recompute_from_the_saved_files(e2e):
     assert rec["samples"][0]["clip_score"] == pytest.approx(expected, abs=1e-3)
 
     metrics = json.loads((r / "metrics.json").read_text())
+    # every KD/FD names the features it came from: extractor, weights file and its sha256
+    from ar3d.evaluation.features import file_sha256
+
+    for name, extractor in (("inception", "fid-inception-v3"), ("inception_tv", "torchvision-inception-v3")):
+        for entry in (metrics["kd"][name]["all"], metrics["fd"][name]["spatial"]):
+            assert entry["extractor"] == {"extractor": extractor, "weights": files[name].name,
+                                          "sha256": file_sha256(files[name]), "reference_weights": False}  # fmt: skip
+    assert metrics["features"]["inception"]["sha256"] == file_sha256(files["inception"])
+    assert metrics["kd"]["dinov2"]["all"]["extractor"]["sha256"] == file_sha256(files["dino"] / "model.safetensors")
     # references: s1 (box) and m1 (cylinder); s2's reference file is broken and left out
-    for name in ("inception", "dinov2"):
+    for name in ("inception", "inception_tv", "dinov2"):
         gen = np.concatenate([np.load(r / "samples" / i / "features.npz")[f"{name}_0"] for i in ("s1", "m1")])
         ref = np.concatenate([np.load(r / "references" / i / "features.npz")[name] for i in ("s1", "m1")])
         kd = metrics["kd"][name]["all"]
@@ -223,6 +236,7 @@ def test_reports_have_tables_plots_grids_and_comparison(e2e):
     md = (out / "a" / "report.md").read_text()
     for text in ("# ar3d evaluation: base", "## Per category", "spatial & structural", "mechanical affordances",
                  "CLIP ×100", "watertight %", "## KD and FD against the references", "inception", "dinov2",
+                 "| extractor · sha256 |", "fid-inception-v3 · ", "torchvision-inception-v3 · ", "NOT the published weights",
                  "`m2` (generate)", "reference of `s2`", "report/best.png", "report/worst.png",
                  "report/clip_by_category.png"):  # fmt: skip
         assert text in md, text
@@ -272,6 +286,35 @@ def test_eval_compare_command_and_mismatched_resume(e2e, tmp_path, capsys):
     assert main(argv + ["--seed", "5"]) == 2
     err = capsys.readouterr().err
     assert "holds an evaluation with other settings (seed: 0 there, 5 now)" in err
+
+    # other FID Inception weights: a rerun on the same folder would mix features, and is refused
+    from ar3d.evaluation.features import file_sha256
+
+    other_weights = tmp_path / "other_fid.pth"
+    state = torch.load(e2e["files"]["inception"], weights_only=True)
+    state["fc.bias"] = state["fc.bias"] + 1.0
+    torch.save(state, other_weights)
+    argv[argv.index("--inception-weights") + 1] = str(other_weights)
+    before = (out / "a" / "eval.json").read_text()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds features from other extractors or weights (inception: fid-inception-v3 (fid_inception.pth" in err
+    assert file_sha256(other_weights)[:12] in err and (out / "a" / "eval.json").read_text() == before
+
+    # eval-compare of runs whose features differ: refused, or with the flag written without those KD/FD
+    b2 = tmp_path / "b2"
+    shutil.copytree(out / "b", b2)
+    settings = json.loads((b2 / "eval.json").read_text())
+    settings["features"]["inception"]["sha256"] = file_sha256(other_weights)
+    (b2 / "eval.json").write_text(json.dumps(settings))
+    assert main(["eval-compare", str(out / "a"), str(b2), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "computed their metrics with different features (inception: fid-inception-v3" in err
+    assert not (tmp_path / "e" / "comparison.md").exists()
+    assert main(["eval-compare", str(out / "a"), str(b2), "--out", str(tmp_path / "e"), "--allow-feature-mismatch"]) == 0
+    text = (tmp_path / "e" / "comparison.md").read_text()
+    assert "**Features differ** between the runs (inception:" in text
+    assert "| inception |" not in text and "| inception_tv |" in text and "not available: inception: the runs used different features" in text
 
 
 def test_kd_fd_without_references_or_features_say_why(tmp_path):

@@ -55,6 +55,54 @@ def _views(seed, n=6, size=48):
     return v
 
 
+def _official_hps_transform(model):
+    """hpsv2's validation transform, built from open_clip: hpsv2 (``img_score.py``) calls its
+    vendored open_clip's ``create_model_and_transforms(..., light_augmentation=True)``, i.e.
+    ``image_transform(image_size, is_train=False, mean, std, resize_longest_max=True)``:
+    ``ToTensor`` first, then ``ResizeMaxSize`` (bicubic on the float tensor: antialiased, no clamp)
+    and normalisation. Today's open_clip applied to a tensor does the same for square images
+    (its "longest" mode handles only PIL images; for a square one "squash" is the same resize)."""
+    import open_clip
+
+    pre = open_clip.get_model_preprocess_cfg(model)
+    return open_clip.image_transform(pre["size"], is_train=False, mean=pre["mean"], std=pre["std"], resize_mode="squash")
+
+
+def test_hps_preprocessing_is_the_official_hpsv2_transform(tiny_hps):
+    """RGB renders: ours equals PIL image → ToTensor → official transform. RGBA renders: the
+    official transform takes RGB only, so the reference composites on white first. Upscaled and
+    downscaled views both overshoot [0, 1] at edges; the official transform keeps those values
+    (the old clamp after the resize moved cosines by up to 4e-3 on renders). Tolerance 1e-5: float32."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    from ar3d.core.rewards.hps import HPSConfig, HPSv21
+
+    cfg, ckpt, model = tiny_hps
+    hps = HPSv21(HPSConfig(checkpoint=str(ckpt), model=str(cfg), device="cpu"))
+    official = _official_hps_transform(model)
+    for size in (100, 40):  # 64² input: down- and upscaling
+        views = _views(5, n=3, size=size)
+        views[:, size // 3 : size // 2] = [255, 255, 255, 255]  # hard edges: bicubic overshoot
+        views[:, size // 2 : size // 2 + 3, :, :3] = 0
+        rgb = views[..., :3]
+        expected = torch.stack([official(TF.to_tensor(Image.fromarray(v))) for v in rgb])
+        assert torch.allclose(hps.preprocess(rgb), expected, atol=1e-5)
+        alpha = views[..., 3:].astype(np.float32) / 255
+        over_white = torch.from_numpy(views[..., :3] * alpha + 255 * (1 - alpha)).permute(0, 3, 1, 2) / 255
+        expected = torch.stack([official(v) for v in over_white])
+        assert torch.allclose(hps.preprocess(views), expected, atol=1e-5)
+    # a wide view: hpsv2's ResizeMaxSize resizes the longest side (100 → 64, so 60 → 38) and pads
+    # the other with 0, 13 rows on each side
+    import open_clip
+
+    wide = np.ascontiguousarray(_views(6, n=1, size=100)[:, :60, :, :3])
+    x = TF.resize(TF.to_tensor(Image.fromarray(wide[0])), [38, 64], TF.InterpolationMode.BICUBIC)
+    x = TF.pad(x, [0, 13, 0, 13], fill=0)
+    pre = open_clip.get_model_preprocess_cfg(model)
+    assert torch.allclose(hps.preprocess(wide), TF.normalize(x, pre["mean"], pre["std"])[None], atol=1e-5)
+
+
 def test_hps_scores_are_max_cosine_over_views(tiny_hps):
     from ar3d.core.rewards.hps import HPSConfig, HPSv21
 
@@ -67,18 +115,16 @@ def test_hps_scores_are_max_cosine_over_views(tiny_hps):
     scores = hps.score(batch)
     assert scores[1].missing == "no rendered views"
 
-    # The same numbers by hand: composite on white, resize, normalise, cosine, max.
+    # The same numbers by hand: composite on white, the official transform, cosine, max.
     import open_clip
 
     tok = open_clip.get_tokenizer("ar3d-tiny-clip")
+    official = _official_hps_transform(model)
     for i in (0, 2):
         rgba = torch.from_numpy(views[i]).permute(0, 3, 1, 2).float() / 255
         rgb = rgba[:, :3] * rgba[:, 3:] + (1 - rgba[:, 3:])  # over white
-        x = torch.nn.functional.interpolate(rgb, size=(64, 64), mode="bicubic", antialias=True).clamp(0, 1)
-        mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
         with torch.no_grad():
-            img = model.encode_image((x - mean) / std, normalize=True)
+            img = model.encode_image(torch.stack([official(v) for v in rgb]), normalize=True)
             txt = model.encode_text(tok([batch.prompts[i]]), normalize=True)[0]
         per_view = (img @ txt).numpy()
         assert scores[i].value == pytest.approx(float(per_view.max()), abs=1e-5)

@@ -7,9 +7,12 @@ for sensible images); a sample's score is the **max over its views**, as in the 
 
 Unlike the public ``hpsv2.score()`` (which reloads the checkpoint on every call and scores one
 image per forward), the model is loaded once and all views of all samples go through in
-batches. Preprocessing runs on the device: views are composited on white, resized to the model's
-input size with antialiased bicubic interpolation (the same filter family as open_clip's PIL
-``Resize``; the views are square, so no crop) and normalised with the model's mean/std.
+batches. Preprocessing is the official hpsv2 one, run on the device: hpsv2 builds its open_clip
+validation transform with ``resize_longest_max=True``, which converts the image to a float tensor
+first and then resizes its longest side to the input size (bicubic, antialiased, no clamp after
+the resize), pads the other side with 0 and normalises with the model's mean/std. The official
+transform takes RGB (RGBA would reach the model as 4 channels), so views are composited on white
+before it.
 """
 
 from __future__ import annotations
@@ -103,6 +106,22 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
+def resize_longest_and_pad(x: torch.Tensor, size: int) -> torch.Tensor:
+    """hpsv2's ``ResizeMaxSize`` on float images [N, C, H, W]: the longest side to ``size``
+    (bicubic, antialiased like torchvision's tensor ``resize``; values may overshoot [0, 1] and are
+    kept, as there), the other side padded with 0 on both ends to ``size``."""
+    h, w = x.shape[-2:]
+    scale = size / float(max(h, w))
+    if scale == 1.0:
+        return x
+    nh, nw = round(h * scale), round(w * scale)
+    x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+    ph, pw = size - nh, size - nw
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=0.0)
+    return x
+
+
 class HPSv21:
     """The HPS v2.1 reward (name "hps", one sub-score, values in [-1, 1], ~0.2–0.35 in practice)."""
 
@@ -155,9 +174,7 @@ class HPSv21:
         if x.shape[1] == 4:
             alpha = x[:, 3:4]
             x = x[:, :3] * alpha + (self.config.background / 255.0) * (1.0 - alpha)
-        if tuple(x.shape[-2:]) != self.size:
-            x = torch.nn.functional.interpolate(x, size=self.size, mode="bicubic", antialias=True, align_corners=False)
-            x = x.clamp(0.0, 1.0)
+        x = resize_longest_and_pad(x, self.size[0])
         return ((x - self.mean) / self.std).to(self.dtype)
 
     @torch.inference_mode()
