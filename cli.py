@@ -27,8 +27,8 @@ def _command(module: str, name: str):
 
 
 cmd_generate = _command("generate", "cmd_generate")
-cmd_decode = _command("generate", "cmd_decode")
-cmd_encode = _command("generate", "cmd_encode")
+cmd_decode = _command("codes", "cmd_decode")
+cmd_encode = _command("codes", "cmd_encode")
 cmd_info = _command("info", "cmd_info")
 cmd_render = _command("render", "cmd_render")
 cmd_judges = _command("services", "cmd_judges")
@@ -38,12 +38,40 @@ cmd_eval = _command("evaluate", "cmd_eval")
 cmd_eval_compare = _command("evaluate", "cmd_eval_compare")
 
 
+# --- argument checks (before any model loads) ------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to read more, no usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind, what: str, ok):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        if value != value or value in (float("inf"), float("-inf")) or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+_count = _number(int, "must be 1 or more", lambda v: v >= 1)
+_non_negative_int = _number(int, "must be 0 or more", lambda v: v >= 0)
+_temperature = _number(float, "must be 0 (greedy) or more", lambda v: v >= 0)
+_top_p = _number(float, "must be in (0, 1]", lambda v: 0 < v <= 1)
+
+
 # --- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .core.sampling import SamplingConfig
 
     d = SamplingConfig()
-    parser = argparse.ArgumentParser(prog="ar3d", description="Text-to-3D with ShapeLLM-Omni / AR3D-R1.")
+    parser = _Parser(prog="ar3d", description="Text-to-3D with ShapeLLM-Omni / AR3D-R1.")
     parser.add_argument("--version", action="version", version=f"ar3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -55,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(p, policy=True):
         if policy:
             p.add_argument("--model", help="policy folder or Hugging Face id (default: $AR3D_MODEL, then the default model)")
-        p.add_argument("--vqvae", help="VQ-VAE weights file/folder or Hugging Face id (default: $AR3D_VQVAE, the one bundled with the model, then yejunliang23/3DVQVAE)")
+        p.add_argument("--vqvae", help="VQ-VAE weights file/folder or Hugging Face id (default: the one bundled with --model; "
+                                       "for decode, the sidecar's; $AR3D_VQVAE; the one bundled with $AR3D_MODEL or the "
+                                       "default model; then yejunliang23/3DVQVAE)")  # fmt: skip
         p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
 
     g = sub.add_parser("generate", help="prompt → mesh file (+ a JSON sidecar)")
@@ -66,13 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on GPU, fp32 on CPU")
     g.add_argument("--two-step", action="store_true", help="Hi-GRPO two-step generation: plan → coarse, visual plan → refined")
     g.add_argument("--keep-coarse", action="store_true", help="with --two-step, also write the coarse mesh (*_coarse.*)")
-    g.add_argument("--samples", type=int, default=1, help="number of samples (files get _0, _1, … suffixes)")
+    g.add_argument("--samples", type=_count, default=1, help="number of samples (files get _0, _1, … suffixes)")
     g.add_argument("--seed", type=int, help="random seed (default: random, recorded in the sidecar)")
-    g.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
-    g.add_argument("--top-p", type=float, default=d.top_p, help=f"default {d.top_p}")
-    g.add_argument("--top-k", type=int, default=d.top_k, help=f"default {d.top_k}")
-    g.add_argument("--max-plan-tokens", type=int, default=d.max_plan_tokens, help=f"plan length cap (default {d.max_plan_tokens})")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--temperature", type=_temperature, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
+    g.add_argument("--top-p", type=_top_p, default=d.top_p, help=f"default {d.top_p}")
+    g.add_argument("--top-k", type=_non_negative_int, default=d.top_k, help=f"default {d.top_k}")
+    g.add_argument("--max-plan-tokens", type=_non_negative_int, default=d.max_plan_tokens, help=f"plan length cap (default {d.max_plan_tokens})")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars (model loading included)")
     g.set_defaults(func=cmd_generate)
 
     dec = sub.add_parser("decode", help="codes (sidecar .json, .npy, or mesh-token text; '-' = stdin) → mesh")
@@ -138,14 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compare-model", help="also evaluate this checkpoint (into OUT/b; the first goes to OUT/a) and write OUT/comparison.{md,html}")
     ev.add_argument("--compare-vqvae", help="VQ-VAE of --compare-model (default: as for --model)")
     ev.add_argument("--compare-label", help="name of the second run in reports")
-    ev.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1)")
+    ev.add_argument("--samples", type=_count, default=1, help="samples per prompt (default 1)")
     ev.add_argument("--two-step", action="store_true", help="Hi-GRPO two-step generation; the refined mesh is scored")
     ev.add_argument("--seed", type=int, default=0, help="base seed; batch seeds derive from it and the prompt ids (default 0)")
-    ev.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default 8; 1 = per-prompt seeds)")
-    ev.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
-    ev.add_argument("--top-p", type=float, default=d.top_p, help=f"default {d.top_p}")
-    ev.add_argument("--top-k", type=int, default=d.top_k, help=f"default {d.top_k}")
-    ev.add_argument("--max-plan-tokens", type=int, default=d.max_plan_tokens, help=f"plan length cap (default {d.max_plan_tokens})")
+    ev.add_argument("--batch-size", type=_count, default=8, help="prompts per generate call (default 8; 1 = per-prompt seeds)")
+    ev.add_argument("--temperature", type=_temperature, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
+    ev.add_argument("--top-p", type=_top_p, default=d.top_p, help=f"default {d.top_p}")
+    ev.add_argument("--top-k", type=_non_negative_int, default=d.top_k, help=f"default {d.top_k}")
+    ev.add_argument("--max-plan-tokens", type=_non_negative_int, default=d.max_plan_tokens, help=f"plan length cap (default {d.max_plan_tokens})")
     ev.add_argument("--views", default="ring:8@30", help="evaluation views: ring:8@30 (default, TRELLIS-style: 8 views at 30°), ring:4@30, or any `ar3d render --views` spec")
     ev.add_argument("--resolution", type=int, default=512, help="render side in pixels (default 512)")
     ev.add_argument("--engine", default="workbench", choices=["workbench", "eevee", "cycles"], help="default workbench")
@@ -184,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) and usage errors (2, one line): a status, not an exit
+        return e.code if isinstance(e.code, int) else 2
     from .core.errors import Ar3dError
 
     try:
