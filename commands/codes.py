@@ -167,7 +167,8 @@ def cmd_encode(args) -> int:
         occ = mesh_to_occupancy(args.mesh)
     except (ValueError, OSError) as e:
         raise CliError(f"could not read a mesh from '{args.mesh}': {e}") from None
-    vq = load_vqvae(vqvae_path(args), device=args.device or "cpu")
+    weights = vqvae_path(args)
+    vq = load_vqvae(weights, device=args.device or "cpu")
     codes = vq.encode(torch.as_tensor(occ[None, None])).cpu().numpy()[0]
     try:
         if out is None or out.suffix.lower() == ".txt":
@@ -181,7 +182,8 @@ def cmd_encode(args) -> int:
         elif out.suffix.lower() == ".npy":
             np.save(out, codes)
         else:
-            write_json(out, {"source": str(args.mesh), "codes": [codes.tolist()], "occupied_voxels": int(occ.sum())})
+            write_json(out, {"source": str(args.mesh), "vqvae": str(weights), "codes": [codes.tolist()],
+                             "occupied_voxels": int(occ.sum())})  # fmt: skip
     except OSError as e:
         raise CliError(f"cannot write '{out}': {e.strerror or e}") from None
     if out is not None:
