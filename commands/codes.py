@@ -8,7 +8,6 @@ which made its codes; ``$AR3D_VQVAE``; the one bundled with ``$AR3D_MODEL`` or t
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
