@@ -126,6 +126,9 @@ class Policy:
     def load(cls, spec=None, device: str | None = None, dtype: torch.dtype | str | None = None,
              engine: str | None = None) -> "Policy":  # fmt: skip
         """Load from a local folder or Hugging Face id (see `ar3d.core.hub` for the search order)."""
+        from .versions import require
+
+        require("transformers")  # a 4.x would fail below with a message that blames the files
         from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
         path = resolve_policy(spec)
