@@ -176,9 +176,10 @@ def fused(module, name: str, x: torch.Tensor):
 
 
 def quantized_bytes(model: torch.nn.Module) -> int:
-    """Bytes of the weights a decode step reads (8-bit weights + scales, the rest as stored)."""
-    total = 0
+    """Bytes of the 8-bit weights and scales (fused groups and their views counted once)."""
+    storages = {}
     for m in model.modules():
         if isinstance(m, QuantLinear):
-            total += m.weight.numel() * m.weight.element_size() + m.weight_scale.numel() * 4
-    return total
+            for t in (m.weight, m.weight_scale):
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(storages.values())

@@ -122,7 +122,7 @@ def _logits(model, ids):
 def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_bf16, probe, ref_logits, bw, t_start, dump, res):
     """Quantize the policy in place and time the graph engine: the 8-bit rows of the table."""
     from ar3d.core.graph_engine import GraphEngine
-    from ar3d.core.quantize import QuantLinear, check_precision, quantize_model
+    from ar3d.core.quantize import check_precision, quantize_model, quantized_bytes
 
     check_precision(precision, device)
     t = time.perf_counter()
@@ -130,8 +130,7 @@ def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_b
     torch.cuda.empty_cache()
     quantize_s = time.perf_counter() - t
     text = policy.model.model.language_model
-    read = sum(m.weight.numel() * m.weight.element_size() + m.weight_scale.numel() * 4
-               for m in policy.model.modules() if isinstance(m, QuantLinear))  # fmt: skip
+    read = quantized_bytes(policy.model)
     read += sum(p.numel() * p.element_size() for n, p in text.named_parameters() if not n.startswith("embed_tokens"))
     floor_token = read / bw["bytes_per_s"]
     out = {"quantize_s": quantize_s, "bytes_per_token": read, "floor_s_per_token": floor_token,

@@ -190,3 +190,17 @@ def test_fp8_graph_capture_and_greedy_agreement_on_demo_model():
     print("fp8 vs bf16 greedy code agreement per prompt:", same)
     assert all(s.codes.shape == (1024,) for s in out.samples)
     assert np.mean(same) > 0.5
+
+
+def test_quantized_bytes_counts_fused_storage_once(tiny_policy_dir):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from ar3d.core.quantize import quantized_bytes
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_policy_dir, dtype=torch.float32)
+    text = model.model.language_model
+    linears = sum(m.weight.numel() for n, m in text.named_modules() if isinstance(m, torch.nn.Linear))
+    channels = sum(m.weight.shape[0] for n, m in text.named_modules() if isinstance(m, torch.nn.Linear))
+    head = model.get_output_embeddings().weight.shape
+    quantize_model(model, "fp8")
+    assert quantized_bytes(model) == linears + head[0] * head[1] + 4 * (channels + head[0])
