@@ -1,7 +1,8 @@
 """ar3d.core: prompt → plan + mesh tokens → occupancy → mesh. Needs torch, never bpy."""
 
 # transformers (image processors) and open_clip import torchvision when it is installed; a CUDA
-# torchvision beside a CPU torch would break those imports. See rewards/_torchvision_compat.py.
-from .rewards._torchvision_compat import ensure_torchvision_importable as _ensure_torchvision
+# torchvision beside a CPU torch would break those imports. The hook fixes that when torchvision
+# is first imported (see torchvision_compat.py); installing it imports nothing heavy.
+from .torchvision_compat import install_import_hook as _install_torchvision_hook
 
-_ensure_torchvision()
+_install_torchvision_hook()

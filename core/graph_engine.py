@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from .constraint import DONE, ConstraintState, MeshConstraint
 from .engine import EngineOutput, GenerationCancelled, HFEngine, SamplingConfig, until_mesh_end
 from .errors import Ar3dError
+from .quantize import fused
 
 log = logging.getLogger(__name__)
 
@@ -368,9 +369,10 @@ class GraphEngine:
         for i, layer in enumerate(stack.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(1, T, stack.heads, stack.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(1, T, stack.kv_heads, stack.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(1, T, stack.kv_heads, stack.head_dim).transpose(1, 2)
+            q, k, v = _qkv(attn, h)
+            q = q.view(1, T, stack.heads, stack.head_dim).transpose(1, 2)
+            k = k.view(1, T, stack.kv_heads, stack.head_dim).transpose(1, 2)
+            v = v.view(1, T, stack.kv_heads, stack.head_dim).transpose(1, 2)
             q, k = _rope(q, cos, sin), _rope(k, cos, sin)
             batch.k[i][rows, :, :T] = k.to(dtype)
             batch.v[i][rows, :, :T] = v.to(dtype)
@@ -398,9 +400,10 @@ class GraphEngine:
         h = kern["rms"](x, layers[0].input_layernorm.weight, _eps(layers[0].input_layernorm))
         for i, layer in enumerate(layers):
             attn, mlp = layer.self_attn, layer.mlp
-            q = attn.q_proj(h).view(B, 1, stack.heads, D).transpose(1, 2)
-            k = attn.k_proj(h).view(B, 1, stack.kv_heads, D).transpose(1, 2)
-            v = attn.v_proj(h).view(B, 1, stack.kv_heads, D).transpose(1, 2)
+            q, k, v = _qkv(attn, h)
+            q = q.view(B, 1, stack.heads, D).transpose(1, 2)
+            k = k.view(B, 1, stack.kv_heads, D).transpose(1, 2)
+            v = v.view(B, 1, stack.kv_heads, D).transpose(1, 2)
             q, k = kern["rope_qk"](q, k, cos, sin)
             batch.k[i][batch.row_index, :, pos] = k[:, :, 0].to(dtype)
             batch.v[i][batch.row_index, :, pos] = v[:, :, 0].to(dtype)
@@ -408,7 +411,8 @@ class GraphEngine:
             o = kern["attend"](q.reshape(B, stack.kv_heads, G, D), batch.k[i][:, :, :span], batch.v[i][:, :, :span], bias, scale)
             post = layer.post_attention_layernorm
             x, h = kern["add_rms"](x, attn.o_proj(o.reshape(B, 1, stack.heads * D)), post.weight, _eps(post))
-            y = mlp.down_proj(kern["swiglu"](mlp.gate_proj(h), mlp.up_proj(h)))
+            gate, up = fused(mlp, "ar3d_gate_up", h) or (mlp.gate_proj(h), mlp.up_proj(h))
+            y = mlp.down_proj(kern["swiglu"](gate, up))
             nxt = layers[i + 1].input_layernorm if i + 1 < len(layers) else stack.norm
             x, h = kern["add_rms"](x, y, nxt.weight, _eps(nxt))  # the residual add fused with the next norm
         logits = stack.lm_head(h)[:, 0].float()  # [B, 1, V] in, as transformers calls it (hooks see the same shapes)
@@ -422,6 +426,11 @@ class GraphEngine:
         batch.phase.copy_(new.phase)
         batch.n.copy_(new.n)
         batch.pos.copy_(torch.clamp(pos + 1, max=batch.length - 1))  # finished rows idle at the end
+
+
+def _qkv(attn, h):
+    """q, k, v: one product when the layers are stored fused (8-bit weights), else three."""
+    return fused(attn, "ar3d_qkv", h) or (attn.q_proj(h), attn.k_proj(h), attn.v_proj(h))
 
 
 def _sampling_key(sampling: SamplingConfig, constraint: MeshConstraint) -> tuple:

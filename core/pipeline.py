@@ -53,8 +53,8 @@ class TextTo3D:
 
     @classmethod
     def load(cls, model=None, vqvae=None, device: str | None = None, dtype=None, mesh_config=None,
-             engine: str | None = None) -> "TextTo3D":  # fmt: skip
-        policy = Policy.load(model, device=device, dtype=dtype, engine=engine)
+             engine: str | None = None, precision: str | None = None) -> "TextTo3D":  # fmt: skip
+        policy = Policy.load(model, device=device, dtype=dtype, engine=engine, precision=precision)
         vqvae_path = resolve_vqvae(vqvae, policy.path)
         device = policy.model.device
         # The released blocks are fp16; on a GPU run them so (norms stay fp32), on a CPU in fp32.

@@ -24,6 +24,7 @@ from .errors import Ar3dError
 from .engine import GenerationEngine, SamplingConfig
 from .graph_engine import make_engine
 from .hub import resolve_policy
+from .quantize import check_precision, quantize_model, resolve_precision
 from .tokens import MeshVocab
 
 MAX_PROMPT_TOKENS = 1024
@@ -121,15 +122,24 @@ class Policy:
         eos = tokenizer.eos_token_id
         self.stop_ids = sorted({i for i in (eos, pad, *_as_list(model.generation_config.eos_token_id)) if i is not None})
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self.precision = getattr(model.config, "ar3d_precision", "default")  # 8-bit weights: core/quantize.py
 
     @classmethod
     def load(cls, spec=None, device: str | None = None, dtype: torch.dtype | str | None = None,
-             engine: str | None = None) -> "Policy":  # fmt: skip
-        """Load from a local folder or Hugging Face id (see `ar3d.core.hub` for the search order)."""
+             engine: str | None = None, precision: str | None = None) -> "Policy":  # fmt: skip
+        """Load from a local folder or Hugging Face id (see `ar3d.core.hub` for the search order).
+
+        `precision` "fp8" / "int8" (default: ``$AR3D_PRECISION``) stores the decoder's linear
+        layers in 8 bits once, here (`ar3d.core.quantize`); checked before the weights load."""
+        from .versions import require
+
+        require("transformers")  # a 4.x would fail below with a message that blames the files
         from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-        path = resolve_policy(spec)
         device = device or default_device()
+        precision = resolve_precision(precision)
+        check_precision(precision, device)
+        path = resolve_policy(spec)
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype(device))
         try:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
@@ -144,6 +154,7 @@ class Policy:
             ) from e
         if tokenizer.chat_template is None:
             raise PolicyLoadError(f"the tokenizer in '{path}' has no chat template; it is not a chat checkpoint")
+        quantize_model(model, precision)
         return cls(model, tokenizer, name=str(spec or path), path=path, engine=engine)
 
     # --- generation -----------------------------------------------------------------------

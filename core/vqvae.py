@@ -461,10 +461,22 @@ def _resolve_config(config: VQVAEConfig | Mapping[str, Any] | PathLike | None, w
         return VQVAEConfig.from_dict(config)
     if config is not None:
         return VQVAEConfig.from_json(config)
-    for candidate in (weights.with_name(weights.stem + "_config.json"), weights.with_name("config.json")):
-        if candidate.is_file():
-            return VQVAEConfig.from_json(candidate)
+    own = weights.with_name(weights.stem + "_config.json")
+    if own.is_file():
+        return VQVAEConfig.from_json(own)
+    shared = weights.with_name("config.json")
+    if shared.is_file() and not _is_transformers_config(shared):
+        return VQVAEConfig.from_json(shared)
     return VQVAEConfig()
+
+
+def _is_transformers_config(path: Path) -> bool:
+    """A policy's config.json (a VQ-VAE bundled in a model folder sits beside one): not ours."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and ("model_type" in data or "architectures" in data)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

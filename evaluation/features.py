@@ -327,7 +327,7 @@ def build_torchvision_inception(state_dict: dict | None = None) -> torch.nn.Modu
 
     ``transform_input=True`` as torchvision's ImageNet weights expect (they were trained on inputs
     scaled to [-1, 1]; the model converts from ImageNet normalisation itself)."""
-    from ..core.rewards._torchvision_compat import ensure_torchvision_importable
+    from ..core.torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     from torchvision.models import inception_v3

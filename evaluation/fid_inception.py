@@ -29,7 +29,7 @@ FID_INCEPTION_SHA256_PREFIX = "6726825d"
 
 
 def _torchvision_inception():
-    from ..core.rewards._torchvision_compat import ensure_torchvision_importable
+    from ..core.torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     from torchvision.models import inception

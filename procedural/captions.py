@@ -481,6 +481,29 @@ NOUNS = {
     "windmill": ["windmill"],
 }
 
+
+
+def family_nouns() -> list[str]:
+    """The families as people say them ("pine tree", not "pine_tree"), in the registry's order."""
+    from .families import FAMILY_NAMES
+
+    return [f.replace("_", " ") for f in FAMILY_NAMES]
+
+
+def families_named(text: str) -> list[str]:
+    """The families whose nouns (singular or plural) ``text`` mentions: the only objects the
+    demo model, trained on these captions, can make."""
+    from .families import FAMILY_NAMES
+
+    found = []
+    for family in FAMILY_NAMES:
+        nouns = {*NOUNS.get(family, []), family.replace("_", " ")}
+        pattern = r"\b(?:" + "|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True)) + r")(?:e?s)?\b"
+        if re.search(pattern, text, flags=re.IGNORECASE):
+            found.append(family)
+    return found
+
+
 _NUM = r"\b{w}\b|\b{d}\b|\b{d}-|\b{w}-"
 
 

@@ -21,11 +21,13 @@ in the middle of it. The public normalisation itself does not centre per axis.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 import numpy as np
 import trimesh
 
+from ..core.errors import Ar3dError
 from ..core.mesh import mesh_to_occupancy, normalize_to_unit_cube
 
 __all__ = [
@@ -139,6 +141,16 @@ def rotate_z(mesh: trimesh.Trimesh, angle: float, about=(0.0, 0.0)) -> trimesh.T
     return mesh
 
 
+def require_manifold3d() -> None:
+    """The booleans need manifold3d, which only the `procedural` extra installs: say so plainly
+    instead of trimesh's error from deep inside a union."""
+    if importlib.util.find_spec("manifold3d") is None:
+        raise Ar3dError(
+            "the procedural shapes (demo data, demo rewards) need manifold3d for their boolean unions; "
+            "install it: pip install 'ar3d[procedural]' (or pip install manifold3d)"
+        )
+
+
 @dataclass
 class Shape:
     """A procedural object as solids to add and solids to cut away (cuts apply after the union)."""
@@ -161,6 +173,8 @@ class Shape:
 
     def mesh(self) -> trimesh.Trimesh:
         """One watertight mesh: union of ``add`` minus union of ``cut``."""
+        if len(self.add) > 1 or self.cut or self.clip_floor:
+            require_manifold3d()
         solid = self.add[0] if len(self.add) == 1 else trimesh.boolean.union(self.add, engine="manifold")
         cut = list(self.cut)
         if self.clip_floor:

@@ -12,6 +12,12 @@ agree on in bf16 (exact equality is a CPU fp32 test: tests/test_graph_engine.py)
 
     python scripts/bench_engine.py --out bench_engine.json          # GPU, real 7B shape
     python scripts/bench_engine.py --tiny --batches 1 --repeats 2   # CPU smoke test
+    python scripts/bench_engine.py --precisions fp8 int8 --out bench_w8.json   # + 8-bit weights (GPU)
+
+With `--precisions`, after the bf16 runs the same model's decoder linears are quantized
+(`ar3d.core.quantize`; rebuilt from the same seed for each format) and the graph engine is timed
+again, next to the new floor (the bytes a decode step reads: 8-bit weights + scales + norms),
+with the logits' error against bf16 on the same tokens.
 """
 
 from __future__ import annotations
@@ -96,6 +102,65 @@ def profile(policy, engine, device, sampling):
             "top": [{"ms": t / 1e3, "count": n, "kernel": k} for t, n, k in rows[:40]]}  # fmt: skip
 
 
+def _agree(x, y) -> int:
+    return next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
+
+
+def _probe_ids(policy, completion, device):
+    """The templated prompt + the first 64 greedy bf16 tokens: the logits' error is taken there."""
+    from ar3d.core import prompts as templates
+
+    ids = policy.prompt_ids(templates.step_messages(1, PROMPT)) + list(completion[:64])
+    return torch.tensor([ids], device=device)
+
+
+def _logits(model, ids):
+    with torch.inference_mode():
+        return model(input_ids=ids).logits.float()
+
+
+def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_bf16, probe, ref_logits, bw, t_start, dump, res):
+    """Quantize the policy in place and time the graph engine: the 8-bit rows of the table."""
+    from ar3d.core.graph_engine import GraphEngine
+    from ar3d.core.quantize import check_precision, quantize_model, quantized_bytes
+
+    check_precision(precision, device)
+    t = time.perf_counter()
+    quantize_model(policy.model, precision)
+    torch.cuda.empty_cache()
+    quantize_s = time.perf_counter() - t
+    text = policy.model.model.language_model
+    read = quantized_bytes(policy.model)
+    read += sum(p.numel() * p.element_size() for n, p in text.named_parameters() if not n.startswith("embed_tokens"))
+    floor_token = read / bw["bytes_per_s"]
+    out = {"quantize_s": quantize_s, "bytes_per_token": read, "floor_s_per_token": floor_token,
+           "floor_s_per_call": floor_token * NEW_TOKENS, "runs": {}}  # fmt: skip
+    logits = _logits(policy.model, probe)
+    diff = (logits - ref_logits).abs()
+    scale = ref_logits.abs().amax(dim=-1, keepdim=True)
+    out["logit_error"] = {"max_rel": float((diff / scale).max()), "mean_rel": float((diff / scale).mean()),
+                          "max_abs": float(diff.max()), "argmax_agree": float((logits.argmax(-1) == ref_logits.argmax(-1)).float().mean())}  # fmt: skip
+    engine = GraphEngine(policy.model, policy.pad_id)
+    for b in args.batches:
+        calls = []
+        for r in range(args.repeats):
+            call, _ = _call(policy, engine, b, device, args.seed + r, sampling)
+            calls.append(call)
+            print(f"[{time.perf_counter() - t_start:6.1f} s] {precision} graph batch {b} call {r + 1}: {call['wall_s']:.2f} s "
+                  f"first token {call.get('first_token_s', float('nan')) * 1e3:.1f} ms", flush=True)  # fmt: skip
+        warm = statistics.median([c["wall_s"] for c in calls[1:]]) if len(calls) > 1 else None
+        out["runs"][f"b{b}"] = {"calls": calls, "cold_s": calls[0]["wall_s"], "warm_s": warm,
+                                "peak_bytes": max(c["peak_bytes"] or 0 for c in calls)}  # fmt: skip
+        res["precisions"][precision] = out
+        dump()
+    _, g = _call(policy, engine, 1, device, 0, greedy)
+    out["greedy_agreement_tokens_vs_bf16"] = _agree(g.samples[0].steps[0].completion_ids, greedy_bf16)
+    out["graph_failed"], out["fuse_failed"] = engine._graph_failed, engine._fuse_failed
+    if args.profile:
+        out["profile"] = profile(policy, engine, device, sampling)
+    return out
+
+
 def main(argv=None):
     from ar3d.core.engine import HFEngine, SamplingConfig
     from ar3d.core.graph_engine import GraphEngine
@@ -109,6 +174,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--two-step-engines", nargs="+", default=["graph", "transformers"])
     ap.add_argument("--profile", action="store_true", help="profile 16 graph replays at batch 1: kernels by GPU time")
+    ap.add_argument("--precisions", nargs="*", default=[], choices=["fp8", "int8"],
+                    help="also time the graph engine with 8-bit weights (GPU)")
+    ap.add_argument("--skip-bf16", action="store_true", help="only the --precisions runs (bf16 graph b1 still timed)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -132,13 +200,16 @@ def main(argv=None):
                "graph": GraphEngine(policy.model, pad)}  # fmt: skip
     sampling = SamplingConfig(max_plan_tokens=0)  # the demo's T 0.7, top-p 0.7, top-k 8192
     res = {"env": env, "shape": vars(shape), "weights": weights, "bandwidth": bw, "floor_s_per_call": floor_call,
-           "floor_s_per_token": floor_token, "new_tokens": NEW_TOKENS, "runs": {}}  # fmt: skip
+           "floor_s_per_token": floor_token, "new_tokens": NEW_TOKENS, "runs": {}, "precisions": {}}  # fmt: skip
 
     def dump():
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(res, indent=1, default=str))
 
+    if args.skip_bf16:
+        engines = {"graph": engines["graph"]}
+        args.two_step_engines = [e for e in args.two_step_engines if e == "graph"]
     t_start = time.perf_counter()
     for name, engine in engines.items():
         reps = args.repeats if name == "graph" else args.hf_repeats
@@ -166,17 +237,29 @@ def main(argv=None):
         res["runs"][f"{name}/two_step_b8"] = {"engine": name, "batch": 8, "wall_s": call["wall_s"], "tokens_per_row": tokens}
         print(f"{name} two-step group of 8: {call['wall_s']:.2f} s ({tokens} tokens a row)", flush=True)
         dump()
-    # greedy agreement in bf16 (numerics differ in the last bits: count tokens up to the first difference)
     greedy = SamplingConfig(temperature=0, max_plan_tokens=0)
     _, a = _call(policy, engines["graph"], 1, device, 0, greedy)
-    _, h = _call(policy, engines["transformers"], 1, device, 0, greedy)
-    x, y = a.samples[0].steps[0].completion_ids, h.samples[0].steps[0].completion_ids
-    same = next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), len(x))
-    res["greedy_agreement_tokens"] = same
-    print(f"greedy bf16: engines agree on the first {same} of {len(x)} tokens", flush=True)
+    greedy_bf16 = a.samples[0].steps[0].completion_ids
+    if "transformers" in engines:
+        # greedy agreement in bf16 (numerics differ in the last bits: count tokens up to the first difference)
+        _, h = _call(policy, engines["transformers"], 1, device, 0, greedy)
+        same = _agree(greedy_bf16, h.samples[0].steps[0].completion_ids)
+        res["greedy_agreement_tokens"] = same
+        print(f"greedy bf16: engines agree on the first {same} of {len(greedy_bf16)} tokens", flush=True)
     res["graph_failed"], res["fuse_failed"] = graph._graph_failed, graph._fuse_failed
     if args.profile and device.type == "cuda":
         res["profile"] = profile(policy, graph, device, sampling)
+    if args.precisions:
+        probe = _probe_ids(policy, greedy_bf16, device)
+        ref_logits = _logits(policy.model, probe)
+        del engines, graph
+        for i, precision in enumerate(args.precisions):
+            if i:  # the previous format replaced the bf16 weights: rebuild them from the same seed
+                del policy
+                torch.cuda.empty_cache()
+                policy, _ = build_policy(args.tiny, device, dtype, args.seed)
+            res["precisions"][precision] = _bench_precision(policy, precision, args, device, sampling, greedy,
+                                                            greedy_bf16, probe, ref_logits, bw, t_start, dump, res)  # fmt: skip
 
     print()
     print("| engine | batch | cold s | warm s / call | warm s / mesh | floor / warm | peak GB | first token ms |")
@@ -189,6 +272,13 @@ def main(argv=None):
         print(f"| {r['engine']} | {r['batch']} | {r['cold_s']:.2f} | {w if w is None else f'{w:.2f}'} | "
               f"{'' if w is None else f'{w / n:.3f}'} | {'' if w is None else f'{floor_call / w:.1%}'} | "
               f"{r['peak_bytes'] / 1e9:.2f} | {statistics.median(ft) * 1e3 if ft else float('nan'):.1f} |")  # fmt: skip
+    for precision, r in res["precisions"].items():
+        b1 = r["runs"].get("b1", {}).get("warm_s")
+        b8 = r["runs"].get("b8", {}).get("warm_s")
+        print(f"{precision}: b1 {b1:.2f} s ({r['floor_s_per_call'] / b1:.1%} of its floor {r['floor_s_per_call']:.2f} s; "
+              f"{b1 / floor_call:.2f}x the bf16 floor), b8 {b8 if b8 is None else f'{b8:.2f}'} s, "
+              f"cold {r['runs']['b1']['cold_s']:.2f} s, peak {r['runs']['b1']['peak_bytes'] / 1e9:.2f} GB, "
+              f"logit error max {r['logit_error']['max_rel']:.3g} mean {r['logit_error']['mean_rel']:.3g}")  # fmt: skip
     g1, g8 = res["runs"].get("graph/b1"), res["runs"].get("graph/b8")
     if g1 and g8 and g1["warm_s"] and g8["warm_s"]:
         res["group8_over_one"] = g8["warm_s"] / g1["warm_s"]

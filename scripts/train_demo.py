@@ -733,10 +733,11 @@ def stage_eval(args, device, report: Report) -> None:
     n = min(len(meta), args.eval_n)
     test_packed, meta = test_packed[:n], meta[:n]
     refs = load_refs(args.data / "refs.npz")
-    policy = Policy.load(str(args.out), device=str(device))
+    policy = Policy.load(str(args.out), device=str(device), precision=args.precision)
     vq = load_vqvae(args.out / "vqvae.safetensors", device=device)
     sampling = SamplingConfig(max_plan_tokens=args.eval_max_plan) if args.eval_max_plan is not None else SamplingConfig()
-    results: dict = {"sampling": vars(sampling), "seed": args.eval_seed, "n": n, "dtype": str(policy.model.dtype)}
+    results: dict = {"sampling": vars(sampling), "seed": args.eval_seed, "n": n, "dtype": str(policy.model.dtype),
+                     "precision": policy.precision}  # fmt: skip
     results["vqvae_heldout"] = evaluate_reconstruction(vq, test_packed, device, args.eval_batch)
     log("eval: VQ-VAE held-out", json.dumps(results["vqvae_heldout"]))
 
@@ -875,6 +876,7 @@ def parse_args(argv=None):
     ap.add_argument("--eval-two-step-n", type=int, default=200)
     ap.add_argument("--eval-seed", type=int, default=1234)
     ap.add_argument("--eval-max-plan", type=int, default=None)
+    ap.add_argument("--precision", default="default", help="eval: fp8 / int8 weights (core/quantize.py; GPU)")
     ap.add_argument("--gen-batch", type=int, default=1000)
     ap.add_argument("--save-eval", type=Path, default=None, help="npz of generated codes")
     args = ap.parse_args(argv)

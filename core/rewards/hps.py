@@ -63,8 +63,8 @@ def _open_clip():
 
 
 def open_clip_module(error=RewardConfigError, who: str = "the HPS reward", extra: str = "rewards"):
-    """open_clip, importable beside a mismatched torchvision (see ``_torchvision_compat``)."""
-    from ._torchvision_compat import ensure_torchvision_importable
+    """open_clip, importable beside a mismatched torchvision (see ``ar3d.core.torchvision_compat``)."""
+    from ..torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     try:

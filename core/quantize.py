@@ -1,0 +1,185 @@
+"""8-bit weights for generation: read half the bytes of bf16 per decoded token.
+
+Decoding a mesh is bound by reading the weights once per token (BENCHMARKS.md, "Generation"):
+the bf16 graph engine cannot go below weight bytes / bandwidth. Stored in 8 bits (fp8 e4m3 or
+int8, one fp32 scale per output channel), the same matrices are half the bytes. Library GEMMs
+are built for many rows, not the 1–8 rows of a decode step (cuBLASLt's fp8 `_scaled_mm` reached
+48% of the fp8 floor at batch 1), so the product here is a Triton kernel that streams the 8-bit
+weight tiles, widens them to the activation's dtype in registers (exact: e4m3 and int8 values
+are all representable in bf16) and applies the scale once per output after the reduction.
+
+`QuantLinear` replaces `nn.Linear` in the decoder's projections, MLP and `lm_head`
+(`quantize_model`, once at load), so both engines and CUDA graph capture see the same module
+calls as before; the embedding (a gather, not a full read) and the norms stay as they are. On a
+CPU the module computes with the dequantized weight (for tests and for inspecting a quantized
+model); running generation in 8 bits needs a CUDA GPU (`check_precision` says which fallback).
+Inference only: the trainer keeps bf16 rollouts, so its log-probs are those of the sampled policy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from .errors import Ar3dError
+
+PRECISIONS = ("default", "fp8", "int8")
+_FORMATS = {"fp8": (torch.float8_e4m3fn, 448.0), "int8": (torch.int8, 127.0)}
+# The decoder's linear layers (Qwen2 / Qwen2.5-VL names) and the output head.
+_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Layers that read the same input, stored as one matrix: one kernel instead of three (two) per
+# layer, which matters at decode where a small matrix costs its launch more than its bytes. The
+# separate modules stay, as views of the fused storage, for code that calls them (transformers).
+FUSED = {"ar3d_qkv": ("q_proj", "k_proj", "v_proj"), "ar3d_gate_up": ("gate_proj", "up_proj")}
+
+
+class PrecisionError(Ar3dError, ValueError):
+    """8-bit weights were asked for where they cannot run."""
+
+
+def resolve_precision(precision: str | None) -> str:
+    """`precision`, else ``$AR3D_PRECISION``, else "default" (the model's dtype: bf16 on GPUs)."""
+    name = (precision or os.environ.get("AR3D_PRECISION") or "default").lower()
+    name = {"bf16": "default", "bfloat16": "default", "none": "default", "e4m3": "fp8"}.get(name, name)
+    if name not in PRECISIONS:
+        raise PrecisionError(f"unknown precision '{name}': choose fp8, int8 or default (--precision or AR3D_PRECISION)")
+    return name
+
+
+def check_precision(precision: str, device) -> None:
+    """Refuse 8-bit weights where the kernel cannot run, naming what to use instead."""
+    if precision == "default":
+        return
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise PrecisionError(
+            f"--precision {precision} needs a CUDA GPU (8-bit weights are a GPU decoding path); on {device.type} "
+            "leave --precision unset (or AR3D_PRECISION=default) to run in the default precision"
+        )
+    if precision == "fp8" and torch.cuda.get_device_capability(device) < (8, 9):
+        name = torch.cuda.get_device_name(device)
+        raise PrecisionError(
+            f"--precision fp8 needs a GPU with fp8 support (compute capability 8.9+: Hopper H100/H200, Ada L4/L40); "
+            f"{name} has {'.'.join(map(str, torch.cuda.get_device_capability(device)))}. Use --precision int8 "
+            "(8-bit weights on any recent CUDA GPU) or leave it unset for bf16"
+        )
+    try:
+        import triton  # noqa: F401
+    except ImportError as e:
+        raise PrecisionError(
+            f"--precision {precision} needs Triton (the 8-bit kernel): pip install triton, or leave --precision unset"
+        ) from e
+
+
+def quantize_weight(weight: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric quantization: weight ≈ q * scale[:, None]."""
+    dtype, qmax = _FORMATS[precision]
+    w = weight.detach().float()
+    scale = (w.abs().amax(dim=1) / qmax).clamp(min=torch.finfo(torch.float32).tiny)
+    q = w / scale[:, None]
+    q = q.round().clamp(-qmax, qmax) if precision == "int8" else q.clamp(-qmax, qmax)
+    return q.to(dtype), scale
+
+
+def dequantize_weight(q: torch.Tensor, scale: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    return (q.float() * scale[:, None]).to(dtype)
+
+
+class QuantLinear(torch.nn.Module):
+    """`nn.Linear` with an 8-bit weight and fp32 per-output scales (see the module docstring)."""
+
+    def __init__(self, weight_q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, precision: str):
+        super().__init__()
+        self.precision = precision
+        self.out_features, self.in_features = weight_q.shape
+        # `weight` keeps the name (and shape) code elsewhere reads, e.g. lm_head.weight.shape[0].
+        self.register_buffer("weight", weight_q)
+        self.register_buffer("weight_scale", scale.float().contiguous())
+        self.register_buffer("bias", bias.detach().clone() if bias is not None else None)
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear, precision: str) -> "QuantLinear":
+        q, scale = quantize_weight(linear.weight, precision)
+        return cls(q.contiguous(), scale, linear.bias, precision)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            from ._w8_kernel import w8_linear
+
+            return w8_linear(x, self.weight, self.weight_scale, self.bias)
+        w = dequantize_weight(self.weight, self.weight_scale, x.dtype)
+        return F.linear(x, w, None if self.bias is None else self.bias.to(x.dtype))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, precision={self.precision}"
+
+
+def quantize_model(model: torch.nn.Module, precision: str, include_lm_head: bool = True) -> list[str]:
+    """Replace the decoder's linear layers (and `lm_head`) by `QuantLinear` in place; the names.
+
+    The vision tower (unused for text-to-3D) and the embedding are left alone. A LoRA-wrapped
+    model is refused: its adapters would be lost (merge them first)."""
+    if precision == "default":
+        return []
+    if precision not in _FORMATS:
+        raise PrecisionError(f"unknown precision '{precision}': choose fp8 or int8")
+    if any("lora_" in n for n, _ in model.named_modules()):
+        raise PrecisionError("8-bit weights are for inference: merge the LoRA adapter into the model first")
+    names = []
+    for name, module in list(model.named_modules()):
+        if "visual" in name.split("."):
+            continue
+        for fused_name, parts in FUSED.items():
+            children = [getattr(module, p, None) for p in parts]
+            if all(type(c) is torch.nn.Linear for c in children):
+                _fuse(module, fused_name, parts, children, precision)
+                names += [f"{name}.{p}" for p in parts]
+        for child_name, child in list(module.named_children()):
+            if type(child) is torch.nn.Linear and child_name in _TARGETS:
+                setattr(module, child_name, QuantLinear.from_linear(child, precision))
+                names.append(f"{name}.{child_name}" if name else child_name)
+    if include_lm_head:
+        head = model.get_output_embeddings()
+        if type(head) is torch.nn.Linear:
+            model.set_output_embeddings(QuantLinear.from_linear(head, precision))
+            names.append("lm_head")
+    if not names:
+        raise PrecisionError("found no Qwen2 linear layers to quantize in this model")
+    model.config.ar3d_precision = precision  # shown in sidecars and `ar3d info`
+    return names
+
+
+def _fuse(module, fused_name, parts, children, precision) -> None:
+    weight = torch.cat([c.weight.detach() for c in children])
+    bias = None
+    if any(c.bias is not None for c in children):
+        bias = torch.cat([c.bias.detach() if c.bias is not None else weight.new_zeros(c.out_features) for c in children])
+    q, scale = quantize_weight(weight, precision)  # per output channel: the same as one by one
+    fused = QuantLinear(q.contiguous(), scale, bias, precision)
+    fused.split_sizes = [c.out_features for c in children]
+    module.add_module(fused_name, fused)
+    start = 0
+    for part, c in zip(parts, children):
+        stop = start + c.out_features
+        view = QuantLinear(fused.weight[start:stop], fused.weight_scale[start:stop],
+                           None if bias is None else fused.bias[start:stop], precision)  # fmt: skip
+        setattr(module, part, view)
+        start = stop
+
+
+def fused(module, name: str, x: torch.Tensor):
+    """The outputs of a fused group (`FUSED`) for `x`, or None when `module` has no such group."""
+    f = getattr(module, name, None)
+    return None if f is None else f(x).split(f.split_sizes, dim=-1)
+
+
+def quantized_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the 8-bit weights and scales (fused groups and their views counted once)."""
+    storages = {}
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            for t in (m.weight, m.weight_scale):
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(storages.values())
