@@ -56,9 +56,10 @@ def _genus_range(family: str, a: dict) -> tuple[int, int]:
     if family == "chair":  # frame back: 1-2 loops; each armrest closes one
         arms = a.get("armrests")
         return (2, 4) if arms is True else (0, 2) if arms is False else (0, 4)
-    if family == "bench":  # H stretcher: 3 loops; a rail backrest: one per pair of posts
-        back = 2 * (int(a.get("legs", 6)) // 2 - 1) if a.get("backrest", True) else 0
-        return 0, 3 + back
+    if family == "bench":  # a stretcher: 3 loops (5 with middle legs); a rail backrest: 1 or 2
+        legs = int(a.get("legs", 6))
+        back = legs // 2 - 1 if a.get("backrest", True) else 0
+        return 0, (3 if legs == 4 else 5) + back
     if family == "mug":
         h = a.get("handle")
         return (1, 1) if h is True else (0, 0) if h is False else (0, 1)

@@ -272,7 +272,8 @@ class BoxPipeline:
         self.occupancy[20:44, 24:40, 10:30] = True
         self.box = occupancy_to_mesh(self.occupancy)
 
-    def generate(self, prompts, samples=1, two_step=False, sampling=None, seed=None, progress=None, should_stop=None):
+    def generate(self, prompts, samples=1, two_step=False, sampling=None, seed=None, progress=None, should_stop=None,
+                 mesh_config=None):
         from ar3d.core.engine import GenerationCancelled, SamplingConfig
         from ar3d.core.pipeline import MeshResult, PipelineOutput
         from ar3d.core.policy import GenerationResult, Progress, Sample, StepOutput
