@@ -281,3 +281,49 @@ def test_strict_checkers_and_quality_agree_with_ground_truth(ground_truth):
             assert value == s.attributes[attr], (s.family, attr, s.attributes, read)
         q = assess(s.occupancy, s.family, s.attributes)
         assert q.clean and q.missing_holes == 0, (s.family, s.attributes, q)
+
+
+# ---- rewards --------------------------------------------------------------------------------------
+
+
+def test_quality_and_strict_attribute_rewards_from_the_registry():
+    from ar3d.core.rewards.base import RewardBatch
+    from ar3d.core.rewards.registry import Context, available, build
+
+    assert {"procedural.quality", "procedural.attributes_strict"} <= set(available())
+    ctx = Context()
+    quality = build("procedural.quality", {}, ctx)
+    strict = build("procedural.attributes_strict", {}, ctx)
+    lenient = build("procedural.attributes", {}, ctx)
+    holed = chair(seat_hole=True)
+    for x in (20, 40):
+        holed[x : x + 4, 20:24, 24:28] = False
+    crumbs = put(grid(), 10, 50, 15, 45, 0, 30)
+    for x in (2, 20, 40):
+        put(crumbs, x, x + 4, 55, 59, 40, 44)
+    wedge_meta = {"family": "stairs", "attributes": {"steps": 5, "railing": False, "size": "wide"}}
+    grids = [ladder(6), holed, crumbs, stairs(5), None]
+    meta = [{"family": "ladder", "attributes": {"rungs": 6}}, {"family": "chair", "attributes": {"legs": 4, "armrests": False}},
+            {"family": "house", "attributes": {"windows": 2}}, wedge_meta, wedge_meta]  # fmt: skip
+    batch = RewardBatch(["p"] * 5, occupancy=grids, metadata=meta)
+    q = quality.score(batch)
+    assert [s.value for s in q[:4]] == [1.0, 0.5, 0.25, 1.0] and q[4].missing
+    assert q[1].details["unwanted_holes"] == 1 and q[2].details["fragments"] == 3
+    delivered = build("procedural.quality", {"delivered": True}, ctx).score(batch)
+    assert delivered[2].value == 1.0  # the crumbs are gone from the delivered mesh
+    no_meta = quality.score(RewardBatch(["p"], occupancy=[crumbs]))  # general prompts: fragments only
+    assert no_meta[0].value == 0.25
+    # the misshapen wedge: lenient passes "5 steps", strict does not
+    wedge = grid()
+    tops, z = [], 6
+    for length in (3, 9, 2, 6, 4):
+        tops += [z] * length
+        for _ in range(5):
+            z += 2
+            tops.append(z)
+    for y, t in enumerate(tops):
+        put(wedge, 8, 40, 4 + y, 5 + y, 0, t)
+    wb = RewardBatch(["a staircase with 5 steps"], occupancy=[wedge], metadata=[wedge_meta])
+    assert lenient.score(wb)[0].details["got"]["steps"] == 5
+    assert strict.score(wb)[0].details["got"]["steps"] is None
+    assert strict.name == "procedural.attributes_strict" and lenient.name == "procedural.attributes"

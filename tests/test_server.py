@@ -356,3 +356,40 @@ def test_internal_errors_are_generic_and_logged(pipe, caplog):
         err = assert_error(c.get("/v1/boom"), 500, "internal", "server log")
     assert "secret detail" not in err["message"]
     assert any(r.exc_info and "secret detail" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_smoothing_field_reaches_the_mesh_settings():
+    """Issue #21: a job's `smoothing` picks the mesh's Taubin passes; an unknown level is a 422.
+    The pipeline is the BoxPipeline stand-in, recording the mesh settings it is handed."""
+    from ar3d.core.mesh import SMOOTHING_LEVELS
+
+    class Recording(BoxPipeline):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def generate(self, *a, mesh_config=None, **k):
+            self.seen.append(mesh_config)
+            return super().generate(*a, **k)
+
+    rec = Recording()
+    with client_for(rec) as c:
+        for body, passes in (({}, 10), ({"smoothing": "none"}, 0), ({"smoothing": "high"}, SMOOTHING_LEVELS["high"])):
+            r = c.post("/v1/jobs", json={"prompt": "a chair", **body})
+            assert r.status_code == 202, r.text
+            assert poll(c, r.json()["id"], finished)[-1]["status"] == "done"
+            assert rec.seen[-1].smoothing_iterations == passes
+        assert_error(c.post("/v1/jobs", json={"prompt": "a chair", "smoothing": "extreme"}), 422, "invalid_request",
+                     "smoothing")  # fmt: skip
+    # the add-on offers exactly the server's levels (its client module is pure stdlib)
+    import importlib.util
+    import typing
+    from pathlib import Path
+
+    from ar3d.server.app import JobRequest
+
+    spec = importlib.util.spec_from_file_location("addon_client", Path(__file__).parents[1] / "addon" / "client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    levels = typing.get_args(JobRequest.model_fields["smoothing"].annotation)
+    assert tuple(i[0] for i in client.SMOOTHING_ITEMS) == levels == tuple(SMOOTHING_LEVELS)
