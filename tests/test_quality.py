@@ -327,3 +327,27 @@ def test_quality_and_strict_attribute_rewards_from_the_registry():
     assert lenient.score(wb)[0].details["got"]["steps"] == 5
     assert strict.score(wb)[0].details["got"]["steps"] is None
     assert strict.name == "procedural.attributes_strict" and lenient.name == "procedural.attributes"
+
+
+def test_demo_strict_preset_scores_ground_truth_high(ground_truth):
+    """The demo v2 reward preset (strict counts + quality) gives ground truth its full score,
+    building the family judge from fresh references (as the RL run does without a refs file)."""
+    from ar3d.core.rewards.base import RewardBatch
+    from ar3d.core.rewards.ensemble import RewardConfig, RewardEnsemble
+    from ar3d.procedural.evaluate import build_references
+
+    fams = ("ladder", "fence", "stairs")
+    samples = [s for s in ground_truth if s.family in fams]
+    config = RewardConfig.preset("demo_strict")
+    assert [t.reward for t in config.step1] == ["procedural.family", "procedural.attributes_strict",
+                                                "procedural.quality", "geometry.fill"]  # fmt: skip
+    from ar3d.core.rewards.procedural import FamilyMatch
+
+    judge = FamilyMatch(references=build_references(per_family=2, families=fams))
+    with RewardEnsemble(config, rewards={"procedural.family": judge}) as ens:
+        batch = RewardBatch([s.caption for s in samples], occupancy=[s.occupancy for s in samples],
+                            metadata=[{"family": s.family, "attributes": s.attributes} for s in samples])  # fmt: skip
+        out = ens.score(batch)
+    assert all(v == 1.0 for v in (s.value for s in out.terms["procedural.attributes_strict"]))
+    assert all(v == 1.0 for v in (s.value for s in out.terms["procedural.quality"]))
+    assert all(t is not None and t >= 2.5 for t in out.total)
