@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--engine", choices=["auto", "graph", "transformers"],
                        help="generation engine (default: $AR3D_ENGINE, then auto = the graph engine for "
                             "Qwen2 / Qwen2.5-VL policies, transformers' generate otherwise)")  # fmt: skip
+        precision_arg(p)
+
+    def precision_arg(p):
+        p.add_argument("--precision", choices=["default", "fp8", "int8"],
+                       help="8-bit weights for generation on a CUDA GPU (fp8 needs Hopper/Ada; default: "
+                            "$AR3D_PRECISION, then the model's dtype)")  # fmt: skip
 
     def model_args(p, policy=True):
         if policy:
@@ -164,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="only the first N prompts of each category (quick runs)")
     model_args(ev)
     ev.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on GPU, fp32 on CPU")
+    precision_arg(ev)
     ev.add_argument("--label", help="the run's name in reports (default: the model folder's name)")
     ev.add_argument("--compare-model", help="also evaluate this checkpoint (into OUT/b; the first goes to OUT/a) and write OUT/comparison.{md,html}")
     ev.add_argument("--compare-vqvae", help="VQ-VAE of --compare-model (default: as for --model)")

@@ -22,7 +22,7 @@ def _eval_config(args, out, model, vqvae, label):
     return EvalConfig(
         out=Path(out), benchmark=args.benchmark, limit=args.limit, model=model, vqvae=vqvae, device=args.device,
         categories=[c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None,
-        dtype=args.dtype, label=label, samples=args.samples, two_step=args.two_step, seed=args.seed,
+        dtype=args.dtype, precision=args.precision, label=label, samples=args.samples, two_step=args.two_step, seed=args.seed,
         batch_size=args.batch_size, sampling=sampling_config(args), views=args.views, resolution=args.resolution,
         engine=args.engine, render_samples=args.render_samples, workers=args.workers,
         render_timeout_s=args.render_timeout, rewards=args.rewards, reward_resolution=args.reward_resolution,

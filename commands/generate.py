@@ -50,7 +50,8 @@ def cmd_generate(args) -> int:
     from ..core.pipeline import TextTo3D
 
     t0 = time.perf_counter()
-    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype, engine=args.engine)
+    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype, engine=args.engine,
+                         precision=args.precision)  # fmt: skip
     load_seconds = time.perf_counter() - t0
     bar = ProgressBar(not args.quiet)
     try:
@@ -68,6 +69,7 @@ def cmd_generate(args) -> int:
             "model": pipe.policy.name,
             "vqvae": pipe.vqvae_path,
             "engine": out.generation.engine,
+            "precision": pipe.policy.precision,
             "sampling": vars(sampling),
             "plans": r.sample.plans,
             "codes": [s.codes.tolist() for s in r.sample.steps],

@@ -47,6 +47,7 @@ import numpy as np
 from .. import __version__
 from ..core.engine import SamplingConfig
 from ..core.errors import Ar3dError
+from ..core.quantize import resolve_precision
 from .benchmark import Benchmark, BenchmarkItem, load_benchmark
 from .features import EXTRACTORS, KD_FEATURES
 
@@ -57,8 +58,9 @@ RECORD = "record.json"
 GENERATION = "generation.json"
 TRELLIS_RING = "ring:8@30"  # 8 views every 45° at 30° elevation, radius 2, FoV 40° (TRELLIS-style)
 # Settings a resumed run must share with the run that wrote OUT, or its records would mix.
-RESUME_KEYS = ("model_path", "vqvae", "samples", "two_step", "seed", "batch_size", "sampling", "views",
+RESUME_KEYS = ("model_path", "vqvae", "precision", "samples", "two_step", "seed", "batch_size", "sampling", "views",
                "resolution", "engine", "render_samples", "rewards")  # fmt: skip
+_OLD_DEFAULTS = {"precision": "default"}  # keys older runs did not record, with the value they ran with
 
 
 class EvalError(Ar3dError):
@@ -99,6 +101,7 @@ class EvalConfig:
     vqvae: str | None = None
     device: str | None = None
     dtype: str | None = None
+    precision: str | None = None  # fp8 / int8 weights for generation (GPU; core/quantize.py)
     label: str | None = None
     samples: int = 1
     two_step: bool = False
@@ -282,6 +285,7 @@ class EvalRunner:
             "model": c.model or model_path,
             "model_path": model_path,
             "vqvae": vqvae,
+            "precision": resolve_precision(c.precision),
             "benchmark": {"name": bench.name, "path": str(bench.path)},
             "samples": c.samples,
             "two_step": c.two_step,
@@ -300,9 +304,9 @@ class EvalRunner:
         old = read_json(self.out / SETTINGS_FILE)
         if old is None:
             return
-        diff = [k for k in RESUME_KEYS if old.get(k) != settings.get(k)]
+        diff = [k for k in RESUME_KEYS if old.get(k, _OLD_DEFAULTS.get(k)) != settings.get(k)]
         if diff:
-            details = "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
+            details = "; ".join(f"{k}: {old.get(k, _OLD_DEFAULTS.get(k))!r} there, {settings.get(k)!r} now" for k in diff)
             raise EvalError(
                 f"'{self.out}' holds an evaluation with other settings ({details}). Its records would mix with "
                 "this run's: pass another --out, or delete that folder to start over."
@@ -488,7 +492,8 @@ class EvalRunner:
             from ..core.pipeline import TextTo3D
 
             self._status("loading the model")
-            self.pipeline = TextTo3D.load(self.cfg.model, self.cfg.vqvae, device=self.cfg.device, dtype=self.cfg.dtype)
+            self.pipeline = TextTo3D.load(self.cfg.model, self.cfg.vqvae, device=self.cfg.device, dtype=self.cfg.dtype,
+                                          precision=self.cfg.precision)  # fmt: skip
         return self.pipeline
 
     def _generate(self, batch: list[BenchmarkItem]) -> dict[str, dict]:

@@ -349,7 +349,8 @@ def serve(args) -> int:
     from ..core.pipeline import TextTo3D
 
     print("ar3d: loading the model …", file=sys.stderr)
-    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, engine=getattr(args, "engine", None))
+    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, engine=getattr(args, "engine", None),
+                         precision=getattr(args, "precision", None))  # fmt: skip
     if is_demo_model(pipe.policy.path):
         print("ar3d: serving the bundled demo model (procedural shapes only); pass --model for ShapeLLM-Omni / "
               "AR3D-R1", file=sys.stderr)  # fmt: skip
