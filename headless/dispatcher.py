@@ -13,6 +13,9 @@ import os
 import pickle
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,10 +23,11 @@ import traceback
 import weakref
 from collections import deque
 from concurrent.futures import Future
+from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_ready
 
 from .pool_types import JobResult, PoolConfig, PoolStats, WorkerStats
-from .worker import rss_bytes, worker_main
+from .worker import BOOTSTRAP, _is_blender_scripts_dir, rss_bytes
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _START_FAILURE_LIMIT = 3  # consecutive workers dying before "ready" => the pool is broken
@@ -75,6 +79,70 @@ class _Job:
         self.started = False
 
 
+def _worker_sys_path() -> list[str]:
+    """The caller's sys.path without Blender's script folders (see worker._clean_sys_path)."""
+    return [p for p in sys.path if not (p and _is_blender_scripts_dir(p))]
+
+
+def _package_dir() -> str:
+    import ar3d
+
+    return os.path.dirname(os.path.abspath(ar3d.__file__))
+
+
+class _Proc:
+    """A worker process started with subprocess (the interpreter is ours to choose), with the
+    part of multiprocessing.Process's interface the dispatcher uses: pid, sentinel, kill, join,
+    exitcode."""
+
+    def __init__(self, popen: subprocess.Popen, sentinel: int):
+        self.popen = popen
+        self.pid = popen.pid
+        self.sentinel = sentinel  # readable (EOF) once the process is gone
+
+    @classmethod
+    def start(cls, python: str, env: dict):
+        parent_sock, child_sock = socket.socketpair()
+        sentinel_r, sentinel_w = os.pipe()
+        try:
+            popen = subprocess.Popen(
+                [python, "-c", BOOTSTRAP, _package_dir(), str(child_sock.fileno()), str(sentinel_w)],
+                env=env, stdin=subprocess.DEVNULL, pass_fds=(child_sock.fileno(), sentinel_w),
+            )  # fmt: skip
+        except BaseException:
+            os.close(sentinel_r)
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+            os.close(sentinel_w)
+        return cls(popen, sentinel_r), Connection(parent_sock.detach())
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        try:
+            self.popen.kill()
+        except OSError:
+            pass
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def close(self) -> None:
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+
 class _Worker:
     def __init__(self, slot: int, proc, conn):
         self.slot = slot
@@ -99,7 +167,11 @@ class _Core:
         self.config = config
         self.render_config = render_config
         self.n_workers = config.resolved_workers()
-        self.ctx = mp.get_context(config.start_method)
+        self.python = config.resolved_python()
+        # the same interpreter gets the caller's sys.path (as multiprocessing's spawn does);
+        # another one (a separate Python with bpy) keeps its own
+        self.sys_path = _worker_sys_path() if self.python == os.path.abspath(sys.executable) else None
+        self.config_blob = pickle.dumps(render_config, _PICKLE)
         self.owner_pid = os.getpid()
         self.lock = threading.Lock()
         self.queue: deque[_Job] = deque()
@@ -113,7 +185,7 @@ class _Core:
         self.ids = itertools.count()
         self.spawns = itertools.count()
         self.tmp_root: str | None = None  # per-pool folder holding one temp folder per worker
-        self.wake_r, self.wake_w = self.ctx.Pipe(duplex=False)
+        self.wake_r, self.wake_w = mp.Pipe(duplex=False)
         self.wake_pending = False
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ar3d-render-pool", daemon=True)
@@ -255,16 +327,18 @@ class _Core:
             os.mkdir(tmp_dir)
         except OSError:
             tmp_dir = None
-        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(
-            target=worker_main,
-            args=(child_conn, os.getpid(), self.render_config, self.config.preload, self.config.quiet, tmp_dir,
-                  self.config.resolved_threads()),  # fmt: skip
-            name=f"ar3d-render-{slot}",
-            daemon=True,
-        )
-        proc.start()
-        child_conn.close()
+        env = dict(os.environ)
+        threads = self.config.resolved_threads()
+        env.setdefault("LP_NUM_THREADS", str(threads))  # Mesa's llvmpipe reads it when bpy starts
+        env.setdefault("AR3D_RENDER_THREADS", str(threads))
+        if tmp_dir:  # the pool removes this folder when the worker is gone, even after a crash
+            env["TMPDIR"] = tmp_dir  # Blender's own temp files go there too
+        proc, parent_conn = _Proc.start(self.python, env)
+        start = (os.getpid(), self.sys_path, self.config.preload, self.config.quiet, tmp_dir, self.config_blob)
+        try:
+            parent_conn.send_bytes(pickle.dumps(start, _PICKLE))
+        except OSError:  # died at once (a broken interpreter): the sentinel reports it
+            pass
         w = _Worker(slot, proc, parent_conn)
         w.tmp_dir = tmp_dir
         w.deadline = time.monotonic() + self.config.start_timeout_s

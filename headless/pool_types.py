@@ -7,6 +7,8 @@ pulling in the dispatcher.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +38,10 @@ class PoolConfig:
     max_jobs_per_worker: int = 200  # recycle a worker after this many jobs (0/None: never)
     timeout_s: float | None = 300.0  # per job (per attempt); the worker is killed and replaced
     max_retries: int = 2  # re-runs of a job whose worker crashed or timed out
-    start_method: str = "spawn"  # "spawn" or "forkserver"; "fork" is unsafe with bpy/torch/threads
+    # The Python that runs the workers: it needs bpy (and numpy, trimesh, Pillow), not torch.
+    # None: $AR3D_BLENDER_PYTHON if set, else this Python. Lets a training environment without
+    # bpy (another Python version, numpy 2) render through a separate Python 3.11 that has it.
+    python: str | None = None
     max_rss_mb: float | None = None  # also recycle a worker whose RSS after a job exceeds this
     preload: bool = True  # build the Renderer when the worker starts (else on its first render job)
     start_timeout_s: float = 120.0  # a worker not ready by then is killed (counts as a start failure)
@@ -48,6 +53,16 @@ class PoolConfig:
 
     def resolved_workers(self) -> int:
         return self.workers if self.workers else default_workers()
+
+    def resolved_python(self) -> str:
+        """The workers' interpreter as an absolute path; ValueError naming the setting if unusable."""
+        raw = self.python or os.environ.get("AR3D_BLENDER_PYTHON") or sys.executable
+        where = "PoolConfig.python" if self.python else ("AR3D_BLENDER_PYTHON" if raw != sys.executable else "sys.executable")
+        path = shutil.which(raw) if os.sep not in raw else raw
+        if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise ValueError(f"the render workers' Python {raw!r} ({where}) is not an executable file: "
+                             "point it at a Python 3.11 that has bpy (pip install 'bpy==5.0.*' trimesh pillow)")
+        return os.path.abspath(path)
 
     def resolved_threads(self) -> int:
         return self.threads_per_worker or max(1, _available_cpus() // self.resolved_workers())

@@ -1,6 +1,7 @@
 """The render worker process: imports bpy once, serves jobs from the pool over a pipe.
 
-Runs in a process started by the dispatcher (`ar3d.headless.dispatcher`); importable without bpy.
+Runs in a process started by the dispatcher (`ar3d.headless.dispatcher`), possibly under another
+Python than the caller's (`PoolConfig.python`); importable without bpy. It must not import torch.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import pickle
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -117,7 +117,7 @@ def _clean_sys_path() -> None:
     """Drop Blender's script folders inherited from a caller that imported bpy itself.
 
     `import bpy` puts `.../bpy/5.0/scripts/modules` (holding a pure-Python `bpy` package) at the
-    front of sys.path; spawn copies the caller's sys.path, and the worker's own `import bpy` would
+    front of sys.path; the worker gets the caller's sys.path, and the worker's own `import bpy` would
     then find that package first and fail with "No module named '_bpy'". bpy adds them back."""
     if "bpy" not in sys.modules:
         sys.path[:] = [p for p in sys.path if not (p and _is_blender_scripts_dir(p))]
@@ -141,17 +141,45 @@ def _watch_parent(parent_pid: int, tmp_dir: str | None) -> None:
             _orphaned_exit(tmp_dir)
 
 
-def worker_main(conn, parent_pid: int, render_config, preload: bool, quiet: bool, tmp_dir: str | None,
-                 threads: int = 0) -> None:  # fmt: skip
-    """Entry point of a worker process (spawned; also importable without bpy)."""
-    t0 = time.perf_counter()
+# Run by the dispatcher as `PYTHON -c BOOTSTRAP PKG_DIR CONN_FD SENTINEL_FD`: it loads the
+# caller's ar3d package from its folder (whatever the folder is called, and in an interpreter
+# that has not installed ar3d: a separate Python with bpy), then serves jobs. Nothing of the
+# caller's __main__ is imported, unlike multiprocessing's spawn.
+BOOTSTRAP = (
+    "import importlib.util, os, sys\n"
+    "pkg = sys.argv[1]\n"
+    "if 'ar3d' not in sys.modules:\n"
+    "    spec = importlib.util.spec_from_file_location('ar3d', os.path.join(pkg, '__init__.py'),"
+    " submodule_search_locations=[pkg])\n"
+    "    mod = importlib.util.module_from_spec(spec)\n"
+    "    sys.modules['ar3d'] = mod\n"
+    "    spec.loader.exec_module(mod)\n"
+    "from ar3d.headless.worker import main\n"
+    "main(int(sys.argv[2]), int(sys.argv[3]))\n"
+)
+
+
+def main(conn_fd: int, sentinel_fd: int) -> None:
+    """Read the start message, set sys.path like the caller's (same interpreter), then serve.
+
+    The sentinel's write end stays open until this process is gone: the caller sees EOF on its
+    read end however the worker ends (the same trick as multiprocessing's Process.sentinel)."""
+    from multiprocessing.connection import Connection
+
+    os.set_inheritable(sentinel_fd, False)  # Blender's own children must not keep it open
+    os.set_inheritable(conn_fd, False)
+    conn = Connection(conn_fd)
+    parent_pid, sys_path, preload, quiet, tmp_dir, config_blob = pickle.loads(conn.recv_bytes())
+    if sys_path is not None:
+        sys.path[:] = sys_path
     _clean_sys_path()
-    if threads:  # before `import bpy`: Mesa's llvmpipe reads it at start-up
-        os.environ.setdefault("LP_NUM_THREADS", str(threads))
-        os.environ.setdefault("AR3D_RENDER_THREADS", str(threads))
-    if tmp_dir:  # the pool removes this folder when the worker is gone, even after a crash
-        os.environ["TMPDIR"] = tmp_dir  # before `import bpy`: Blender's own temp files go there too
-        tempfile.tempdir = tmp_dir
+    worker_main(conn, parent_pid, pickle.loads(config_blob), preload, quiet, tmp_dir)
+
+
+def worker_main(conn, parent_pid: int, render_config, preload: bool, quiet: bool, tmp_dir: str | None) -> None:
+    """Serve jobs until told to stop or the caller is gone (TMPDIR and thread limits are already
+    in the environment: Blender and Mesa read them when bpy is imported)."""
+    t0 = time.perf_counter()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
     threading.Thread(target=_watch_parent, args=(parent_pid, tmp_dir), name="parent-watch", daemon=True).start()
     import faulthandler
