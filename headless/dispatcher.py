@@ -259,10 +259,10 @@ class _Core:
             except Exception:  # cancelled by the caller meanwhile
                 pass
 
-    def _retry_or_fail(self, job: _Job, reason: str, pid: int | None, seconds: float) -> None:
+    def _retry_or_fail(self, job: _Job, reason: str, pid: int | None, seconds: float, retry: bool = True) -> None:
         job.failures.append(reason)
         with self.lock:
-            retry = job.attempts <= self.config.max_retries and not self.aborting and not self.broken
+            retry = retry and job.attempts <= self.config.max_retries and not self.aborting and not self.broken
             if retry:
                 self.stats.retries += 1
                 self.queue.appendleft(job)
@@ -533,7 +533,7 @@ class _Core:
                 self.stats.timeouts += 1
             job = w.job
             self._retry_or_fail(job, f"timed out after {_fmt_s(job.timeout_s)} s", w.pid,
-                                time.monotonic() - (w.job_started or w.spawned))  # fmt: skip
+                                time.monotonic() - (w.job_started or w.spawned), self.config.retry_timeouts)  # fmt: skip
 
     def _abort_all(self) -> None:
         for w in self._all_workers():

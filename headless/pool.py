@@ -14,8 +14,8 @@ render and can take the whole process down (segfault). Each worker imports bpy o
 Fault handling (one dispatcher thread in the caller owns every worker; one job per worker at a
 time, so a dead worker's job is always known):
 - a worker that dies (segfault, kill -9, os._exit) or runs past `timeout_s` (killed) is replaced;
-  its job goes back to the front of the queue and is retried on another worker up to
-  `max_retries` times, then comes back with `ok=False` and the reason, e.g.
+  a crashed worker's job goes back to the front of the queue and is retried on another worker
+  up to `max_retries` times (a timed-out one only with `retry_timeouts`), then comes back with `ok=False` and the reason, e.g.
   "worker crashed (signal SIGSEGV) 3 times" or "timed out after 30 s";
 - a Python exception inside a job (bad mesh file, ...) is not retried and does not hurt the
   worker: it comes back as that item's `error` ("MeshImportError: ...", traceback in `.traceback`);
@@ -54,12 +54,12 @@ from typing import Any
 from .dispatcher import _LIVE, _Core, _shutdown_core
 from .pool_types import JobResult, PoolConfig, PoolStats, WorkerStats, default_workers
 
-__all__ = ["JobResult", "PoolConfig", "PoolStats", "RenderPool", "WorkerStats", "default_workers"]
+__all__ = ["JobResult", "PoolAPI", "PoolConfig", "PoolStats", "RenderPool", "WorkerStats", "default_workers", "open_pool"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
-def _mesh_payload(mesh) -> tuple:
+def mesh_payload(mesh) -> tuple:
     """What a worker needs to rebuild the mesh: a path, or plain arrays (no trimesh caches)."""
     if isinstance(mesh, (str, os.PathLike)):
         return ("path", os.path.abspath(os.fspath(mesh)))
@@ -82,7 +82,67 @@ def _mesh_payload(mesh) -> tuple:
     )
 
 
-class RenderPool:
+class PoolAPI:
+    """What the farm, the trainer and eval use of a pool, whatever runs the renders: the local
+    `RenderPool` or `ray_pool.RayRenderPool`. Subclasses give submit(), close(), terminate(),
+    stats() and `workers`; imap() and map() are built on submit()."""
+
+    workers: int
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
+
+    def submit(self, mesh, config=None, **kw) -> Future:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def imap(self, meshes: Iterable, config=None, *, window: int | None = None, timeout_s: float | None = None,
+             **per_item: Callable[[int], Any]) -> Iterator[tuple[int, JobResult]]:  # fmt: skip
+        """Yield (input index, JobResult) as jobs complete; at most `window` jobs in flight
+        (default 4 x workers) so a long iterable of meshes is not all held in memory.
+        Each keyword is a function of the input index giving that submit() argument, e.g.
+        `then=lambda i: (...)` (see `submit`)."""
+        window = window or 4 * max(1, self.workers)
+        source = enumerate(meshes)
+        pending: dict[Future, int] = {}
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < window:
+                    try:
+                        i, mesh = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    kw = {k: f(i) for k, f in per_item.items() if f is not None}
+                    pending[self.submit(mesh, config, timeout_s=timeout_s, **kw)] = i
+                if not pending:
+                    return
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield pending.pop(f), _result_of(f)
+        finally:
+            for f in pending:  # the caller stopped early: drop what has not started
+                f.cancel()
+
+    def map(self, meshes: Iterable, config=None, *, progress: Callable[[int, int], Any] | None = None,
+            timeout_s: float | None = None) -> list[JobResult]:  # fmt: skip
+        """Render all meshes; JobResults in input order. `progress(done, total)` after each."""
+        meshes = list(meshes)
+        out: list[JobResult | None] = [None] * len(meshes)
+        for n, (i, res) in enumerate(self.imap(meshes, config, timeout_s=timeout_s), 1):
+            out[i] = res
+            if progress is not None:
+                progress(n, len(meshes))
+        return out  # type: ignore[return-value]
+
+
+class RenderPool(PoolAPI):
     """Long-lived Blender workers serving render jobs; use as a context manager."""
 
     def __init__(self, config: PoolConfig | None = None, render_config=None):
@@ -101,15 +161,6 @@ class RenderPool:
         self._core.thread.start()
 
     # ---- lifecycle
-    def __enter__(self) -> RenderPool:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.terminate()
-
     def close(self) -> None:
         """Finish every submitted job, then stop the workers. Safe to call twice."""
         try:
@@ -136,7 +187,12 @@ class RenderPool:
         and returns its value instead of the RenderResult: a farm writes the images where they
         were rendered, in parallel, instead of shipping them to one busy parent process.
         """
-        blob = pickle.dumps((_mesh_payload(mesh), config, then), _PICKLE)
+        return self.submit_payload(mesh_payload(mesh), config, then=then, timeout_s=timeout_s)
+
+    def submit_payload(self, payload: tuple, config=None, *, then: tuple | None = None,
+                       timeout_s: float | None = None) -> Future:  # fmt: skip
+        """`submit` for a mesh already in its wire form (`mesh_payload`)."""
+        blob = pickle.dumps((payload, config, then), _PICKLE)
         return self._core.submit("render", blob, self._timeout(timeout_s))
 
     def call(self, target: str | Callable, *args, timeout_s: float | None = None, **kwargs) -> Future:
@@ -152,48 +208,29 @@ class RenderPool:
         t = timeout_s if timeout_s is not None else self.config.timeout_s
         return t if t and t > 0 else None
 
-    def imap(self, meshes: Iterable, config=None, *, window: int | None = None, then: Callable | None = None,
-             timeout_s: float | None = None) -> Iterator[tuple[int, JobResult]]:  # fmt: skip
-        """Yield (input index, JobResult) as jobs complete; at most `window` jobs in flight
-        (default 4 x workers) so a long iterable of meshes is not all held in memory.
-        `then(index)` gives each job's `then` (see `submit`)."""
-        window = window or 4 * self.workers
-        source = enumerate(meshes)
-        pending: dict[Future, int] = {}
-        exhausted = False
-        try:
-            while True:
-                while not exhausted and len(pending) < window:
-                    try:
-                        i, mesh = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    job_then = then(i) if then is not None else None
-                    pending[self.submit(mesh, config, then=job_then, timeout_s=timeout_s)] = i
-                if not pending:
-                    return
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                for f in done:
-                    yield pending.pop(f), _result_of(f)
-        finally:
-            for f in pending:  # the caller stopped early: drop what has not started
-                f.cancel()
-
-    def map(self, meshes: Iterable, config=None, *, progress: Callable[[int, int], Any] | None = None,
-            timeout_s: float | None = None) -> list[JobResult]:  # fmt: skip
-        """Render all meshes; JobResults in input order. `progress(done, total)` after each."""
-        meshes = list(meshes)
-        out: list[JobResult | None] = [None] * len(meshes)
-        for n, (i, res) in enumerate(self.imap(meshes, config, timeout_s=timeout_s), 1):
-            out[i] = res
-            if progress is not None:
-                progress(n, len(meshes))
-        return out  # type: ignore[return-value]
-
     def stats(self) -> PoolStats:
         """Counters plus one row per live worker (pid, state, jobs done, RSS now)."""
         return self._core.snapshot()
+
+
+def open_pool(pool_config: PoolConfig | None = None, render_config=None, backend: str = "local", ray=None) -> PoolAPI:
+    """The pool a trainer or an evaluation renders with: `backend` "local" (worker processes
+    here) or "ray" (render actors on every node of a Ray cluster; `ray` is a `RayConfig`)."""
+    if backend == "local":
+        return RenderPool(pool_config, render_config)
+    if backend == "ray":
+        from .ray_pool import RayConfig, RayRenderPool
+
+        return RayRenderPool(pool_config, render_config, ray or RayConfig())
+    raise ValueError(f"render backend must be 'local' or 'ray', got {backend!r}")
+
+
+def renders_here_need_bpy(pool_config: PoolConfig | None, backend: str = "local") -> bool:
+    """True when this process's own Python must have bpy: local workers under this interpreter."""
+    if backend != "local":
+        return False
+    cfg = pool_config or PoolConfig()
+    return not (cfg.python or os.environ.get("AR3D_BLENDER_PYTHON"))
 
 
 def _result_of(f: Future) -> JobResult:

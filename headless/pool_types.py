@@ -37,7 +37,10 @@ class PoolConfig:
     workers: int | None = None  # None: default_workers() = min(4, available CPUs)
     max_jobs_per_worker: int = 200  # recycle a worker after this many jobs (0/None: never)
     timeout_s: float | None = 300.0  # per job (per attempt); the worker is killed and replaced
-    max_retries: int = 2  # re-runs of a job whose worker crashed or timed out
+    max_retries: int = 2  # re-runs of a job whose worker crashed (or timed out, with retry_timeouts)
+    # A job that ran past timeout_s is usually stuck for good (a mesh that hangs Blender): by
+    # default it fails at once instead of holding a worker for (1 + max_retries) x timeout_s.
+    retry_timeouts: bool = False
     # The Python that runs the workers: it needs bpy (and numpy, trimesh, Pillow), not torch.
     # None: $AR3D_BLENDER_PYTHON if set, else this Python. Lets a training environment without
     # bpy (another Python version, numpy 2) render through a separate Python 3.11 that has it.

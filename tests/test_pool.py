@@ -100,8 +100,16 @@ def test_job_that_always_segfaults_fails_with_reason_others_finish():
         assert pool.call(job("echo"), "after").result(timeout=30).result == "after"
 
 
+def test_a_timeout_is_not_retried_by_default():
+    with RenderPool(fast(workers=1, timeout_s=0.5, max_retries=2)) as pool:
+        res = pool.call(job("sleep"), 60).result(timeout=30)
+        assert not res.ok and res.error == "timed out after 0.5 s" and res.attempts == 1
+        assert pool.stats().timeouts == 1 and pool.stats().retries == 0
+        assert pool.call(job("pid")).result(timeout=30).ok  # a fresh worker took over
+
+
 def test_hang_times_out_and_worker_is_replaced():
-    with RenderPool(fast(workers=1, timeout_s=0.5, max_retries=1)) as pool:
+    with RenderPool(fast(workers=1, timeout_s=0.5, max_retries=1, retry_timeouts=True)) as pool:
         first = pool.call(job("pid")).result(timeout=30).result
         t0 = time.monotonic()
         res = pool.call(job("sleep"), 60).result(timeout=30)
