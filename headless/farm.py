@@ -48,6 +48,8 @@ class FarmSummary:
     skipped: int = 0
     failed: int = 0
     changed: int = 0  # of `rendered`: done before with other settings, rendered again
+    retried: int = 0  # items that needed more than one attempt (a crashed worker, a lost node)
+    per_node: dict[str, int] = field(default_factory=dict)  # Ray: items rendered by each node
     seconds: float = 0.0
     failures: list[dict] = field(default_factory=list)
 
@@ -135,6 +137,7 @@ def _render(todo, out, render_config, pool_config, ray, then: _Then, summary, ch
                     write_files(out, it, job.result["files"], run=then.run)
                 except OSError as e:
                     job.ok, job.error = False, f"cannot write the files: {type(e).__name__}: {e}"
+            summary.retried += job.attempts > 1
             if job.ok:
                 summary.rendered += 1
                 summary.changed += it.id in changed
@@ -143,6 +146,8 @@ def _render(todo, out, render_config, pool_config, ray, then: _Then, summary, ch
                 summary.failed += 1
             if progress:
                 progress(summary.skipped + summary.rendered + summary.failed, summary.total)
+        if hasattr(pool, "jobs_per_node"):
+            summary.per_node = pool.jobs_per_node()
 
 
 class _term_as_interrupt:

@@ -95,7 +95,10 @@ class RenderActor:
         from .pool import RenderPool
 
         self.pool = RenderPool(pool_config, render_config)
-        self.sees_shared = bool(shared_probe) and os.path.exists(shared_probe)
+        # AR3D_RAY_NODE_IS_REMOTE=1 (tests: one machine playing several) makes this node see
+        # none of the caller's files, like a machine without the shared filesystem
+        self.remote = os.environ.get("AR3D_RAY_NODE_IS_REMOTE") == "1"
+        self.sees_shared = bool(shared_probe) and os.path.exists(shared_probe) and not self.remote
         self.tmp = tempfile.mkdtemp(prefix="ar3d_ray_mesh_")
 
     def info(self) -> dict:
@@ -106,7 +109,7 @@ class RenderActor:
 
     def render(self, payload: tuple, config, then, timeout_s):
         path = None
-        if payload[0] == "path" and not os.path.isfile(payload[1]):
+        if payload[0] == "path" and (self.remote or not os.path.isfile(payload[1])):
             return ("missing", None)
         if payload[0] == "file":  # a mesh this node cannot see, sent as bytes
             _, name, data = payload
