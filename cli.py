@@ -370,7 +370,8 @@ def _eval_config(args, out, model, vqvae, label):
         dtype=args.dtype, label=label, samples=args.samples, two_step=args.two_step, seed=args.seed,
         batch_size=args.batch_size, sampling=_sampling(args), views=args.views, resolution=args.resolution,
         engine=args.engine, render_samples=args.render_samples, workers=args.workers,
-        render_timeout_s=args.render_timeout, rewards=args.rewards, reward_resolution=args.reward_resolution,
+        render_timeout_s=args.render_timeout, render_backend="ray" if args.ray else "local", ray_address=args.ray or "auto",
+        rewards=args.rewards, reward_resolution=args.reward_resolution,
         metrics=chosen, clip_model=args.clip_model, clip_checkpoint=args.clip_checkpoint,
         inception_weights=args.inception_weights, dinov2=args.dinov2, feature_batch_size=args.feature_batch_size,
         kd_subsets=args.kd_subsets, kd_subset_size=args.kd_subset_size, top_k=args.top_k_report, progress=not args.quiet,
@@ -553,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--render-samples", type=int, default=16, help="Cycles/Eevee samples (default 16)")
     ev.add_argument("--workers", type=int, help="Blender worker processes (default: min(4, CPUs))")
     ev.add_argument("--render-timeout", type=float, default=300, help="seconds per mesh before its worker is replaced")
+    ev.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="render on a Ray cluster (auto, local or the head's host:port); see ar3d render --ray")
     ev.add_argument("--rewards", default="geometry", help="reward preset (geometry, demo, paper), a TOML file, or none (default geometry)")
     ev.add_argument("--reward-resolution", type=int, default=256, help="side of the six reward views (default 256)")
     ev.add_argument("--metrics", default="auto", help="auto (every extractor with weights; others reported unavailable), none, or a list of clip,inception,dinov2 (required)")

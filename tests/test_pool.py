@@ -433,3 +433,13 @@ def test_a_missing_worker_python_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("AR3D_BLENDER_PYTHON", "/nonexistent/python3.11")
     with pytest.raises(ValueError, match=r"AR3D_BLENDER_PYTHON.*not an executable.*bpy"):
         RenderPool(fast())
+
+
+def test_backend_settings_are_checked():
+    from ar3d.headless.pool import open_pool
+    from ar3d.trainer.config import RenderSection
+
+    with pytest.raises(ValueError, match="backend must be 'local' or 'ray'"):
+        open_pool(fast(), None, backend="slurm")
+    assert any(k == "backend" for k, _ in RenderSection(backend="slurm").check())
+    assert RenderSection(python="/opt/blender-py/bin/python").to_pool_config().python == "/opt/blender-py/bin/python"
