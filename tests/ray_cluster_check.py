@@ -122,6 +122,13 @@ def scenario_farm(work: Path) -> dict:
     facts["all_done"] = sorted(p.parent.name for p in out.glob("*/render.json")) == sorted(p.stem for p in src)
     facts["files"] = sorted(p.name for p in (out / "m00").iterdir())
     facts["farm_nodes"] = {("remote" if k == remote_node else "shared"): v for k, v in summary.per_node.items()}
+    # the command line: ar3d render --ray ADDRESS (a rerun with new settings re-renders on the cluster)
+    from ar3d.cli import main
+
+    argv = ["render", str(work / "meshes"), "--out", str(out), "--resolution", "40", "--views", "2", "--ray", cluster.address,
+            "--workers-per-node", "1", "-q"]  # fmt: skip
+    facts["cli_rc"] = main(argv)
+    facts["cli_resolution"] = json.loads((out / "m09" / "render.json").read_text())["settings"]["resolution"]
     ray.shutdown()
     cluster.shutdown()
     return facts

@@ -58,6 +58,7 @@ def test_ray_pool_for_trainer_and_eval_and_a_resumed_farm_run(tmp_path):
     assert facts["all_done"]
     assert facts["files"] == ["grid.png", "render.json", "transforms.json"] + [f"view_{i:03d}.png" for i in range(6)]
     assert facts["farm_nodes"].get("remote", 0) > 0  # files packed on the remote node, written here
+    assert facts["cli_rc"] == 0 and facts["cli_resolution"] == 40  # `ar3d render --ray ADDRESS`
 
 
 def test_a_node_lost_mid_run_loses_no_item_and_writes_none_twice(tmp_path):
