@@ -32,7 +32,7 @@ time, so a dead worker's job is always known):
 Workers are fresh interpreters (`PoolConfig.python`, default $AR3D_BLENDER_PYTHON or this
 Python) that load ar3d from the caller's folder and import only ar3d.headless, bpy, numpy,
 trimesh and Pillow: never torch, and never the caller's main module (safe with torch, CUDA and
-threads in the caller; ~90 MB less per worker than a torch import).
+threads in the caller; `import torch` would add ~220 MB to each worker).
 
 Test/extension hook: `pool.call("package.module:function", *args)` or
 `pool.call("/path/to/file.py:function", *args)` runs any importable function in a worker through
