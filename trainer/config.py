@@ -244,6 +244,12 @@ class RenderSection:
     timeout_s: per-render limit; a stuck worker is killed and the job retried.
     max_retries: re-runs of a render whose worker crashed or timed out.
     threads_per_worker: CPU threads per renderer; None = CPUs shared out between workers.
+    backend: "local" (render processes on this machine) | "ray" (render actors on every node of
+        the Ray cluster at ``ray_address``: "auto", "local" or HOST:PORT; a GPU node started
+        with ``ray start --num-cpus 0`` renders nothing itself).
+    workers_per_node: with "ray", render actors per node; None = the node's CPUs.
+    python: the Python with bpy the render workers run under (None: $AR3D_BLENDER_PYTHON, else
+        this one), so the training environment itself needs no bpy.
     """
 
     engine: str = "workbench"
@@ -255,6 +261,10 @@ class RenderSection:
     timeout_s: float = 300.0
     max_retries: int = 2
     threads_per_worker: int | None = None
+    backend: str = "local"
+    ray_address: str = "auto"
+    workers_per_node: int | None = None
+    python: str | None = None
 
     def to_render_config(self):
         from ..headless.render import RenderConfig
@@ -267,7 +277,18 @@ class RenderSection:
         from ..headless.pool import PoolConfig
 
         return PoolConfig(workers=self.workers, timeout_s=self.timeout_s, max_retries=self.max_retries,
-                          threads_per_worker=self.threads_per_worker)  # fmt: skip
+                          threads_per_worker=self.threads_per_worker, python=self.python)  # fmt: skip
+
+    def open_pool(self):
+        """The render pool of this section: local worker processes or Ray render actors."""
+        from ..headless.pool import open_pool
+
+        ray = None
+        if self.backend == "ray":
+            from ..headless.ray_pool import RayConfig
+
+            ray = RayConfig(address=self.ray_address, workers_per_node=self.workers_per_node)
+        return open_pool(self.to_pool_config(), self.to_render_config(), self.backend, ray)
 
     def check(self) -> list[tuple[str, str]]:
         from ..headless.render import RenderConfig
@@ -288,6 +309,8 @@ class RenderSection:
             p.append(("timeout_s", f"must be > 0, got {self.timeout_s}"))
         if self.max_retries < 0:
             p.append(("max_retries", f"must be >= 0, got {self.max_retries}"))
+        if self.backend not in ("local", "ray"):
+            p.append(("backend", f"must be 'local' or 'ray', got {self.backend!r}"))
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             p.append(("threads_per_worker", f"must be >= 1 or none, got {self.threads_per_worker}"))
         return p

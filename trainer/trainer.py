@@ -161,9 +161,9 @@ class HiGRPOTrainer:
         if pool is None and "views" in reward_needs(self.ensemble):
             import importlib.util
 
-            from ..headless.pool import RenderPool
+            from ..headless.pool import renders_here_need_bpy
 
-            if importlib.util.find_spec("bpy") is None:
+            if renders_here_need_bpy(cfg.render.to_pool_config(), cfg.render.backend) and importlib.util.find_spec("bpy") is None:
                 readers = sorted({t.name for k in (1, 2) for t in self.ensemble.terms(k)
                                   if "views" in getattr(self.ensemble.reward(t), "needs", {"views"})})  # fmt: skip
                 raise TrainingError(
@@ -171,7 +171,7 @@ class HiGRPOTrainer:
                     "here: pip install 'ar3d[render]' (Python 3.11), or leave those rewards out of [rewards]"
                 )
 
-            pool = RenderPool(cfg.render.to_pool_config(), cfg.render.to_render_config())
+            pool = cfg.render.open_pool()
             self._own_pool = True
         self.pool = pool
         self.runner = RolloutRunner(self.pipeline, self.ensemble, cfg.rollout.sampling.to_sampling_config(),
