@@ -107,6 +107,7 @@ def cmd_generate(args) -> int:
             "plans": r.sample.plans,
             "codes": [s.codes.tolist() for s in r.sample.steps],
             "timings": dict(out.timings, load_seconds=load_seconds),
+            "threads": _threads_info(),
             "mesh": None,
         }
         if r.mesh is None:
@@ -242,6 +243,7 @@ def cmd_info(args) -> int:
         "hf_hub_offline": offline(),
         "data_dir": str(data_dir()),
         "models_found": cached_models(),
+        "threads": _threads_info(),
     }
     if args.json:
         print(json.dumps(info, indent=1))
@@ -414,6 +416,20 @@ def cmd_eval_compare(args) -> int:
     return 0
 
 
+def _threads_info() -> dict:
+    from .core.threads import describe
+
+    return describe()
+
+
+def _apply_threads(args) -> None:
+    """The CPU thread policy (core/threads.py) for commands that run torch, before they start."""
+    if hasattr(args, "threads"):
+        from .core.threads import apply
+
+        apply(args.threads)
+
+
 def _bpy_version():
     import importlib.util
 
@@ -434,7 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="generation engine (default: $AR3D_ENGINE, then auto = the graph engine for "
                             "Qwen2 / Qwen2.5-VL policies, transformers' generate otherwise)")  # fmt: skip
 
+    def threads_arg(p):
+        p.add_argument("--threads", help="CPU threads for torch: a number or auto (default: $AR3D_THREADS, then "
+                                         "$OMP_NUM_THREADS, then auto = one per core, waiting passively)")  # fmt: skip
+
     def model_args(p, policy=True):
+        threads_arg(p)
         if policy:
             p.add_argument("--model", help="policy folder or Hugging Face id (default: $AR3D_MODEL, then the default model)")
         p.add_argument("--vqvae", help="VQ-VAE weights file/folder or Hugging Face id (default: $AR3D_VQVAE, the one bundled with the model, then yejunliang23/3DVQVAE)")
@@ -489,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inf = sub.add_parser("info", help="versions, devices and models found locally")
     inf.add_argument("--json", action="store_true")
+    threads_arg(inf)
     inf.set_defaults(func=cmd_info)
 
     jd = sub.add_parser("judges", help="print (or --run) the `vllm serve` commands of the reward judges")
@@ -560,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="Hi-GRPO training from a config file (see trainer/configs/)")
     add_cli_arguments(tr)
+    threads_arg(tr)
     tr.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     tr.set_defaults(func=cmd_train)
     return parser
@@ -570,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     from .core.errors import Ar3dError
 
     try:
+        _apply_threads(args)
         return args.func(args)
     except (CliError, Ar3dError) as e:
         print(f"ar3d: error: {e}", file=sys.stderr)

@@ -243,7 +243,9 @@ class GraphEngine:
         self._kernels = _EAGER  # fused kernels only inside a graph capture, which falls back on failure
         if self.fuse and use_graphs and self._fuse_failed is None:
             self._kernels = _fused_kernels()
-        check_every = self.check_every or (64 if use_graphs else 8)
+        # On the CPU a look at the state costs nothing next to a token, so cancel and progress
+        # are checked every token: a cancel must land within a second even on a busy machine.
+        check_every = self.check_every or (64 if use_graphs else 1 if device.type == "cpu" else 8)
         steps = constraint.max_plan_tokens + constraint.vocab.tokens_per_mesh + 2
         longest = max(len(p) for p in prompts)
         length = -(-(longest + steps) // 256) * 256  # bucketed, so most calls reuse a batch

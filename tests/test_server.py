@@ -128,7 +128,8 @@ def test_cancel_running_and_queued_and_queue_limit(pipe):
         assert_error(c.get(f"/v1/jobs/{a['id']}/results/0.glb"), 409, "not_ready", "poll")
 
         r = c.delete(f"/v1/jobs/{b['id']}")  # queued: removed at once
-        assert r.status_code == 200 and r.json() == {"id": b["id"], "status": "cancelled"}
+        assert r.status_code == 200 and r.json() == {"id": b["id"], "status": "cancelled", "stopping": False,
+                                                     "message": "cancelled"}  # fmt: skip
         gone = c.get(f"/v1/jobs/{b['id']}").json()
         assert gone["status"] == "cancelled" and gone["position"] is None and gone["started"] is None
 
