@@ -82,7 +82,8 @@ class ResultItem(BaseModel):
     url: str | None = Field(description="the GLB; null when this sample's mesh was degenerate (see error)")
     score: float | None = Field(description="the ranking ensemble's total; null without --rank-rewards or when missing")
     scores: dict[str, float | None] = Field(description="each ranking term's weighted share of score")
-    seed: int = Field(description="the seed the job's samples were generated with")
+    seed: int = Field(description="the seed this sample was generated with: a job's samples are one batch under one "
+                                  "seed, so this seed, the job's samples and index reproduce it")
     error: str | None = Field(None, description="why there is no mesh")
 
 
