@@ -108,6 +108,7 @@ def cmd_generate(args) -> int:
             "codes": [s.codes.tolist() for s in r.sample.steps],
             "timings": dict(out.timings, load_seconds=load_seconds),
             "threads": _threads_info(),
+            "diagnostics": out.generation.diagnostics,
             "mesh": None,
         }
         if r.mesh is None:

@@ -176,7 +176,8 @@ def _allowed_methods(request: Request) -> list[str]:
     from starlette.routing import Match
 
     methods = set()
-    for route in request.app.router.routes:
+    routes = [*request.app.router.routes, *getattr(request.app.state, "api_routes", ())]  # included routers nest
+    for route in routes:
         if route.matches(request.scope)[0] != Match.NONE:  # PARTIAL: the path matches, the method not
             methods |= set(getattr(route, "methods", None) or ())
     if "GET" in methods:
@@ -426,6 +427,7 @@ def create_app(pipeline_or_loader, config: ServerConfig | None = None, *, ranker
         return cancel(job_id)
 
     app.include_router(api)
+    app.state.api_routes = list(api.routes)
 
     @app.get("/v1/health", response_model=Health, tags=["health"])
     def health() -> dict:
