@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from ar3d.core import threads  # before torch: OpenMP reads its wait policy when torch loads
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generate import NEW_TOKENS, PROMPT, _sync, _timed, build_policy, copy_bandwidth, weight_bytes  # noqa: E402
@@ -110,7 +111,9 @@ def main(argv=None):
     ap.add_argument("--two-step-engines", nargs="+", default=["graph", "transformers"])
     ap.add_argument("--profile", action="store_true", help="profile 16 graph replays at batch 1: kernels by GPU time")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)
+    threads.apply(args.threads)
 
     import transformers
 
