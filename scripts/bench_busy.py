@@ -12,7 +12,7 @@ once, when torch loads it:
 * before:N / after:N: the same with N intra-op threads.
 
 A token is timed from one decode step to the next (the graph engine looks at the state after
-every token on the CPU), after a short warm-up; each run stops after --tokens tokens or
+every token on the CPU; "before" cancels as the engine did, every 8th token), after a short warm-up; each run stops after --tokens tokens or
 --seconds seconds, whichever comes first. Cancel latency: the real job worker of `ar3d serve`
 (`server.jobs.JobManager` around the demo `TextTo3D`), a job cancelled mid-mesh, the time until
 the cancel call returns with status "cancelled".
@@ -110,7 +110,10 @@ def child_cancel(args) -> dict:
     from ar3d.core.pipeline import TextTo3D
     from ar3d.server.jobs import JobManager, JobParams
 
-    jobs = JobManager(TextTo3D.load(None, device="cpu"), max_queue=4, keep_jobs=16)
+    pipe = TextTo3D.load(None, device="cpu")
+    if args.config.startswith("before"):  # the engine as it was: the cancel flag read every 8th token on a CPU
+        pipe.policy.engine.check_every = 8
+    jobs = JobManager(pipe, max_queue=4, keep_jobs=16)
     out = []
     try:
         for _ in range(args.repeats):

@@ -488,3 +488,21 @@ def test_cancel_reply_says_stopping_until_the_job_has_stopped():
         assert final["status"] == "cancelled" and final["results"] == []
         again = c.post(f"/v1/jobs/{job['id']}/cancel").json()
         assert again == {"id": job["id"], "status": "cancelled", "stopping": False, "message": "cancelled"}
+
+
+def test_cancel_lands_inside_the_vqvae_decode(pipe):
+    """A decode takes seconds on a busy CPU: a cancel stops it between the decoder's layers, and
+    the decoder is left as it was (no hook stays behind)."""
+    from ar3d.core.engine import GenerationCancelled
+
+    codes = np.zeros((2, 1024), dtype=np.int64)
+    calls = []
+
+    def stop_after_three():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(GenerationCancelled):
+        pipe.decode(codes, should_stop=stop_after_three)
+    assert len(calls) == 4  # stopped at the 4th layer, not after the whole decode
+    assert pipe.decode(codes).shape == (2, 64, 64, 64) and len(calls) == 4
