@@ -86,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="8-bit weights for generation on a CUDA GPU (fp8 needs Hopper/Ada; default: "
                             "$AR3D_PRECISION, then the model's dtype)")  # fmt: skip
 
+    def threads_arg(p):
+        p.add_argument("--threads", help="CPU threads for torch: a number or auto (default: $AR3D_THREADS, then "
+                                         "$OMP_NUM_THREADS, then auto = one per core, waiting passively)")  # fmt: skip
+
     def model_args(p, policy=True):
+        threads_arg(p)
         if policy:
             p.add_argument("--model", help="policy folder or Hugging Face id (default: $AR3D_MODEL, then the default model)")
         p.add_argument("--vqvae", help="VQ-VAE weights file/folder or Hugging Face id (default: the one bundled with --model; "
@@ -145,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inf = sub.add_parser("info", help="versions, devices and models found locally")
     inf.add_argument("--json", action="store_true")
+    threads_arg(inf)
     inf.set_defaults(func=cmd_info)
 
     jd = sub.add_parser("judges", help="print (or --run) the `vllm serve` commands of the reward judges")
@@ -220,9 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="Hi-GRPO training from a config file (see trainer/configs/)")
     add_cli_arguments(tr)
+    threads_arg(tr)
     tr.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     tr.set_defaults(func=cmd_train)
     return parser
+
+
+def _apply_threads(args) -> None:
+    """The CPU thread policy (core/threads.py) for commands that run torch, before they start."""
+    if hasattr(args, "threads"):
+        from .core.threads import apply
+
+        apply(args.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     from .core.errors import Ar3dError
 
     try:
+        _apply_threads(args)
         return args.func(args)
     except (CliError, Ar3dError) as e:
         print(f"ar3d: error: {e}", file=sys.stderr)

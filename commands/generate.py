@@ -27,6 +27,12 @@ def demo_prompt_warning(prompt: str) -> str | None:
             "(ShapeLLM-Omni / AR3D-R1).")  # fmt: skip
 
 
+def threads_info() -> dict:
+    from ..core.threads import describe
+
+    return describe()
+
+
 def cmd_generate(args) -> int:
     from ..core.hub import default_policy, is_demo_model
 
@@ -74,6 +80,8 @@ def cmd_generate(args) -> int:
             "plans": r.sample.plans,
             "codes": [s.codes.tolist() for s in r.sample.steps],
             "timings": dict(out.timings, load_seconds=load_seconds),
+            "threads": threads_info(),
+            "diagnostics": out.generation.diagnostics,
             "mesh": None,
         }
         if r.mesh is None:

@@ -4,6 +4,11 @@ Importing the package itself is light (no torch): the render workers import ``co
 ``core.mesh`` and must stay torch-free.
 """
 
+# OpenMP reads its wait policy once, when torch loads it: set the passive one first (threads.py).
+from .threads import prepare_environment as _prepare_threads
+
+_prepare_threads()
+
 # transformers (image processors) and open_clip import torchvision when it is installed; a CUDA
 # torchvision beside a CPU torch would break those imports. The hook fixes that when torchvision
 # is first imported (see torchvision_compat.py); installing it imports nothing heavy.

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from ar3d.core import threads  # before torch: OpenMP reads its wait policy when torch loads
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/ beside the package
 from bench_generate import build_policy  # noqa: E402
@@ -36,7 +37,9 @@ def main(argv=None) -> int:
     ap.add_argument("--updates", type=int, default=2, help="updates per rollout batch (μ)")
     ap.add_argument("--lora-r", type=int, default=64)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)
+    threads.apply(args.threads)
 
     from ar3d.core.pipeline import TextTo3D
     from ar3d.core.rewards import RewardConfig, RewardEnsemble, TermConfig

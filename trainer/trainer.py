@@ -85,7 +85,9 @@ class HiGRPOTrainer:
 
         from ..core.pipeline import TextTo3D
         from ..core.rewards import RewardEnsemble
+        from ..core.threads import apply as apply_threads
 
+        apply_threads()  # CPU threads and OpenMP's wait policy (core/threads.py); `ar3d train` chose them first
         self.cfg = cfg = config
         self.accelerator = acc = Accelerator()
         _check_sharding(acc)
