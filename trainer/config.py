@@ -111,7 +111,10 @@ class TrainConfig:
                 continue
             problems += [f"{f.name}.{key}: {msg}" for key, msg in getattr(self, f.name).check()]
         try:
-            self.reward_config()
+            rewards = self.reward_config()
+            if not self.rollout.two_step and not rewards.step2:
+                problems.append("rewards.step2: is empty, but one-step GRPO (rollout.two_step = false) scores its "
+                                "mesh with step 2's terms; list them under step2")  # fmt: skip
         except Exception as e:  # RewardConfigError, or a TypeError from a malformed term table
             problems.append(f"rewards: {e}")
         if problems:
@@ -166,6 +169,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                              "(value: a TOML literal, else a string); repeatable")  # fmt: skip
     parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                         help="resume from CHECKPOINT, or (no value) from the newest checkpoint in checkpoint.dir")  # fmt: skip
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="resume even though settings differ from the checkpoint's (they are listed)")  # fmt: skip
     return parser
 
 
@@ -174,4 +179,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = load_config(getattr(args, "config", None), getattr(args, "overrides", None) or [], validate=False)
     if getattr(args, "resume", None):
         cfg.checkpoint.resume = str(args.resume)
+    if getattr(args, "allow_config_change", False):
+        cfg.checkpoint.allow_config_change = True
     return cfg.validate()

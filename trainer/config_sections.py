@@ -33,6 +33,9 @@ class LoraSection:
     r / alpha / dropout: rank, scaling numerator (scale = alpha / r) and dropout of the adapters.
     target_modules: module-name suffixes that get adapters (Qwen2 attention + MLP projections).
     exclude_modules: regex of module names that never get adapters (the vision tower).
+    merge_rollouts: generate with the adapter folded into the weights (the plain model's speed;
+        costs one copy of the adapted weights; the training weights are restored bit for bit).
+        False: every token runs the LoRA layers (no extra memory, slower). Not under FSDP.
     """
 
     enabled: bool = False
@@ -41,6 +44,7 @@ class LoraSection:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(QWEN2_LORA_TARGETS))
     exclude_modules: str | None = r".*visual.*"
+    merge_rollouts: bool = True
 
     def peft_config(self):
         """The ``peft.LoraConfig`` these settings describe."""
@@ -328,6 +332,8 @@ class CheckpointSection:
         when there is none); a path = that checkpoint.
     export_dir: where the final loadable policy folder goes (``ar3d generate --model``).
     export_final: export it when training ends (or stops on a signal, from where it stopped).
+    allow_config_change: resume even when settings differ from the checkpoint's config.toml
+        (the differences are logged); False refuses and lists them (``--allow-config-change``).
     """
 
     dir: str = "runs/hi-grpo/checkpoints"
@@ -336,6 +342,7 @@ class CheckpointSection:
     resume: str | None = None
     export_dir: str = "runs/hi-grpo/policy"
     export_final: bool = True
+    allow_config_change: bool = False
 
     def check(self) -> list[tuple[str, str]]:
         p = []
