@@ -80,8 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--engine", choices=["auto", "graph", "transformers"],
                        help="generation engine (default: $AR3D_ENGINE, then auto = the graph engine for "
                             "Qwen2 / Qwen2.5-VL policies, transformers' generate otherwise)")  # fmt: skip
+        precision_arg(p)
+
+    def precision_arg(p):
+        p.add_argument("--precision", choices=["default", "fp8", "int8"],
+                       help="8-bit weights for generation on a CUDA GPU (fp8 needs Hopper/Ada; default: "
+                            "$AR3D_PRECISION, then the model's dtype)")  # fmt: skip
+
+    def threads_arg(p):
+        p.add_argument("--threads", help="CPU threads for torch: a number or auto (default: $AR3D_THREADS, then "
+                                         "$OMP_NUM_THREADS, then auto = one per core, waiting passively)")  # fmt: skip
 
     def model_args(p, policy=True):
+        threads_arg(p)
         if policy:
             p.add_argument("--model", help="policy folder or Hugging Face id (default: $AR3D_MODEL, then the default model)")
         p.add_argument("--vqvae", help="VQ-VAE weights file/folder or Hugging Face id (default: the one bundled with --model; "
@@ -133,13 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="Cycles device: auto (OPTIX → CUDA → HIP → Metal → CPU), gpu, cpu")
     r.add_argument("--shard", help="i/n: render only every n-th item starting at i (for farm job arrays)")
     r.add_argument("--timeout", type=float, default=300, help="seconds per mesh before its worker is replaced")
-    r.add_argument("--retries", type=int, default=2, help="retries of a mesh whose worker crashed or hung")
+    r.add_argument("--retries", type=int, default=2, help="retries of a mesh whose worker crashed (a timed-out mesh is not retried)")
+    r.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="render on a Ray cluster: auto (the cluster of this node, else a local Ray) or the head's host:port")
+    r.add_argument("--workers-per-node", type=int, help="with --ray: Blender workers per node (default: the node's CPUs)")
     r.add_argument("--force", action="store_true", help="re-render items that are already done")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_render)
 
     inf = sub.add_parser("info", help="versions, devices and models found locally")
     inf.add_argument("--json", action="store_true")
+    threads_arg(inf)
     inf.set_defaults(func=cmd_info)
 
     jd = sub.add_parser("judges", help="print (or --run) the `vllm serve` commands of the reward judges")
@@ -167,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="only the first N prompts of each category (quick runs)")
     model_args(ev)
     ev.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on GPU, fp32 on CPU")
+    precision_arg(ev)
     ev.add_argument("--label", help="the run's name in reports (default: the model folder's name)")
     ev.add_argument("--compare-model", help="also evaluate this checkpoint (into OUT/b; the first goes to OUT/a) and write OUT/comparison.{md,html}")
     ev.add_argument("--compare-vqvae", help="VQ-VAE of --compare-model (default: as for --model)")
@@ -185,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--render-samples", type=int, default=16, help="Cycles/Eevee samples (default 16)")
     ev.add_argument("--workers", type=int, help="Blender worker processes (default: min(4, CPUs))")
     ev.add_argument("--render-timeout", type=float, default=300, help="seconds per mesh before its worker is replaced")
+    ev.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="render on a Ray cluster (auto, local or the head's host:port); see ar3d render --ray")
     ev.add_argument("--rewards", default="geometry", help="reward preset (geometry, demo, paper), a TOML file, or none (default geometry)")
     ev.add_argument("--reward-resolution", type=int, default=256, help="side of the six reward views (default 256)")
     ev.add_argument("--metrics", default="auto", help="auto (clip, inception, dinov2 when their weights are found; others reported unavailable), none, or a list of clip,inception,inception_tv,dinov2 (required)")
@@ -213,9 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="Hi-GRPO training from a config file (see trainer/configs/)")
     add_cli_arguments(tr)
+    threads_arg(tr)
     tr.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     tr.set_defaults(func=cmd_train)
     return parser
+
+
+def _apply_threads(args) -> None:
+    """The CPU thread policy (core/threads.py) for commands that run torch, before they start."""
+    if hasattr(args, "threads"):
+        from .core.threads import apply
+
+        apply(args.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     from .core.errors import Ar3dError
 
     try:
+        _apply_threads(args)
         return args.func(args)
     except (CliError, Ar3dError) as e:
         print(f"ar3d: error: {e}", file=sys.stderr)

@@ -128,7 +128,7 @@ def import_results(context, results: list[dict], *, prompt: str, plans: list, jo
                    collection=None) -> list:
     """Create one object per result, side by side along X from the 3D cursor, best first.
 
-    ``results``: ``{index, path, score, scores, seed}`` dicts, already in display order.
+    ``results``: ``{index, path, score, scores, seed, samples}`` dicts, already in display order.
     Returns the new objects (selected, first one active). Raises ImportFailed, leaving nothing.
     """
     scene = context.scene
@@ -151,8 +151,11 @@ def import_results(context, results: list[dict], *, prompt: str, plans: list, jo
             obj = _import_one(context, r["path"], tmp_layer, name)
             idx = r.get("index", n)
             obj["ar3d_prompt"] = prompt
-            if r.get("seed") is not None:
-                obj["ar3d_seed"] = int(r["seed"])
+            if r.get("seed") is not None:  # the seed the server generated this sample's batch with
+                seed = int(r["seed"])
+                obj["ar3d_seed"] = seed if seed < 2**31 else str(seed)  # ID properties are 32-bit
+            if isinstance(r.get("samples"), int):  # sample i of a batch of n: seed + n reproduce it
+                obj["ar3d_samples"] = r["samples"]
             plan = plans[idx] if isinstance(idx, int) and 0 <= idx < len(plans) else (plans if plans else [])
             obj["ar3d_plans"] = json.dumps(plan)
             if isinstance(r.get("score"), (int, float)):

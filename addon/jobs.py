@@ -107,12 +107,20 @@ class Job:
             self.message = message
             self.finished = True
 
-    def _cancel_on_server(self) -> None:
-        if self.id:
-            try:
-                self.client.cancel(self.id)
-            except ServerError:
-                pass
+    def _cancel_on_server(self) -> str:
+        """Cancel on the server; the message says what the server answered, not what we hoped."""
+        if not self.id:
+            return "cancelled"
+        try:
+            reply = self.client.cancel(self.id)
+        except ServerError as e:
+            return f"cancelled here; the server did not confirm ({e.message})"
+        status = reply.get("status") if isinstance(reply, dict) else None
+        if status == "cancelled":
+            return "cancelled"
+        if isinstance(reply, dict) and reply.get("stopping"):
+            return "cancelled here; the server is still stopping the job"
+        return f"cancelled here; the server had already ended the job ({status})"
 
     def _work(self) -> None:
         if self.ensure_server is not None:
@@ -128,8 +136,7 @@ class Job:
         data: dict = {}
         while True:
             if self._cancel.is_set():
-                self._cancel_on_server()
-                self._set(status="cancelled", message="cancelled", finished=True)
+                self._set(status="cancelled", message=self._cancel_on_server(), finished=True)
                 return
             if self._deadline_left() <= 0:
                 self._cancel_on_server()
@@ -182,7 +189,8 @@ class Job:
             with open(path, "wb") as f:
                 f.write(blob)
             downloaded.append({"index": r.get("index", n), "path": path, "score": r.get("score"),
-                               "scores": r.get("scores"), "seed": r.get("seed")})
+                               "scores": r.get("scores"), "seed": r.get("seed"),
+                               "samples": data.get("samples", len(results))})
         with self._lock:
             self.results = downloaded
             self.status = "done"

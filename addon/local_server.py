@@ -51,6 +51,9 @@ class LocalServer:
                 kw["start_new_session"] = True
             env = dict(os.environ)
             env.setdefault("PYTHONUNBUFFERED", "1")
+            # Next to Blender the cores are shared: OpenMP threads that spin while they wait make
+            # generation 10-50x slower (ar3d.core.threads). libgomp reads this once, at start-up.
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             if (token or "").strip():  # the server reads its bearer token from this variable
                 env["AR3D_SERVER_TOKEN"] = token.strip()
             try:

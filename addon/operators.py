@@ -94,7 +94,9 @@ def _apply(job: Job, context=None) -> tuple[str, str, list]:
     objs = []
     try:
         if snap["status"] == "cancelled":
-            return "WARNING", "ar3d: generation cancelled", []
+            note = snap.get("message") or ""
+            detail = f" ({note})" if note.startswith("cancelled here") else ""  # what the server said
+            return "WARNING", f"ar3d: generation cancelled{detail}", []
         if snap["error"]:
             return "ERROR", f"ar3d: {snap['error']}", []
         context = context or bpy.context

@@ -125,7 +125,10 @@ class AR3D_PT_selected(bpy.types.Panel):
         col = self.layout.column()
         _wrapped(col, f"Prompt: {obj['ar3d_prompt']}")
         if "ar3d_seed" in obj:
-            col.label(text=f"Seed: {obj['ar3d_seed']}")
+            batch = obj.get("ar3d_samples", 1)
+            # samples of one job share the batch's seed: sample i of n is reproduced by seed + n samples
+            where = f" (sample {obj.get('ar3d_sample', 0) + 1} of {batch})" if batch > 1 else ""
+            col.label(text=f"Seed: {obj['ar3d_seed']}{where}")
         if "ar3d_score" in obj:
             col.label(text=f"Score: {obj['ar3d_score']:.4g}")
         try:

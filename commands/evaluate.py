@@ -22,10 +22,11 @@ def _eval_config(args, out, model, vqvae, label):
     return EvalConfig(
         out=Path(out), benchmark=args.benchmark, limit=args.limit, model=model, vqvae=vqvae, device=args.device,
         categories=[c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None,
-        dtype=args.dtype, label=label, samples=args.samples, two_step=args.two_step, seed=args.seed,
+        dtype=args.dtype, precision=args.precision, label=label, samples=args.samples, two_step=args.two_step, seed=args.seed,
         batch_size=args.batch_size, sampling=sampling_config(args), views=args.views, resolution=args.resolution,
         engine=args.engine, render_samples=args.render_samples, workers=args.workers,
-        render_timeout_s=args.render_timeout, rewards=args.rewards, reward_resolution=args.reward_resolution,
+        render_timeout_s=args.render_timeout, render_backend="ray" if args.ray else "local", ray_address=args.ray or "auto",
+        rewards=args.rewards, reward_resolution=args.reward_resolution,
         metrics=chosen, clip_model=args.clip_model, clip_checkpoint=args.clip_checkpoint,
         inception_weights=args.inception_weights, dinov2=args.dinov2, feature_batch_size=args.feature_batch_size,
         inception_tv_weights=args.inception_tv_weights,

@@ -27,6 +27,12 @@ def demo_prompt_warning(prompt: str) -> str | None:
             "(ShapeLLM-Omni / AR3D-R1).")  # fmt: skip
 
 
+def threads_info() -> dict:
+    from ..core.threads import describe
+
+    return describe()
+
+
 def cmd_generate(args) -> int:
     from ..core.hub import default_policy, is_demo_model
 
@@ -53,7 +59,7 @@ def cmd_generate(args) -> int:
     mesh_config = MeshConfig(smoothing_iterations=smoothing_passes(smoothing))
     t0 = time.perf_counter()
     pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype, engine=args.engine,
-                         mesh_config=mesh_config)  # fmt: skip
+                         precision=args.precision, mesh_config=mesh_config)  # fmt: skip
     load_seconds = time.perf_counter() - t0
     bar = ProgressBar(not args.quiet)
     try:
@@ -71,11 +77,14 @@ def cmd_generate(args) -> int:
             "model": pipe.policy.name,
             "vqvae": pipe.vqvae_path,
             "engine": out.generation.engine,
+            "precision": pipe.policy.precision,
             "sampling": vars(sampling),
             "smoothing": smoothing,
             "plans": r.sample.plans,
             "codes": [s.codes.tolist() for s in r.sample.steps],
             "timings": dict(out.timings, load_seconds=load_seconds),
+            "threads": threads_info(),
+            "diagnostics": out.generation.diagnostics,
             "mesh": None,
         }
         if r.mesh is None:

@@ -15,6 +15,7 @@ def cmd_info(args) -> int:
     import torch
     import transformers
 
+    from ..core.threads import describe as describe_threads
     from ..core.hub import DEMO_MODEL, DEFAULT_VQVAE, bundled_vqvae, cached_models, data_dir, default_policy, offline
 
     model = default_policy()
@@ -37,6 +38,7 @@ def cmd_info(args) -> int:
         "hf_hub_offline": offline(),
         "data_dir": str(data_dir()),
         "models_found": found,
+        "threads": describe_threads(),
     }
     if args.json:
         print(json.dumps(info, indent=1))

@@ -13,10 +13,6 @@ def cmd_render(args) -> int:
     from ..headless.pool import PoolConfig
     from ..headless.render import RenderConfig
 
-    i, n = parse_shard(args.shard)
-    items = shard(collect_items(args.inputs), i, n)
-    if not items:
-        raise CliError("no meshes to render in this shard")
     background = args.background
     if background not in ("transparent", "white"):
         try:
@@ -27,6 +23,27 @@ def cmd_render(args) -> int:
     render_config = RenderConfig(engine=args.engine, resolution=args.resolution, samples=args.samples,
                                  views=args.views, device=args.device, background=background)  # fmt: skip
     pool_config = PoolConfig(workers=args.workers, timeout_s=args.timeout, max_retries=args.retries)
+    ray = None
+    try:  # every setting is checked before any work starts
+        render_config.validate()
+        for flag, value in (("--workers", args.workers), ("--workers-per-node", args.workers_per_node)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        if args.timeout <= 0 or args.retries < 0:
+            raise ValueError(f"--timeout must be > 0 and --retries >= 0, got {args.timeout:g} and {args.retries}")
+        pool_config.resolved_python()
+        if args.ray is not None:
+            from ..headless.ray_pool import RayConfig
+
+            ray = RayConfig(address=args.ray, workers_per_node=args.workers_per_node).check()
+    except ValueError as e:
+        msg = str(e).replace("resolution must", "--resolution must").replace("samples must", "--samples must")
+        raise CliError(f"ar3d render: {msg}") from None
+    i, n = parse_shard(args.shard)
+    items = shard(collect_items(args.inputs), i, n)
+    if not items:  # a SLURM array with more tasks than meshes: an empty task is not a failure
+        print(f"ar3d render (shard {i}/{n}): no meshes in this shard, nothing to do", file=sys.stderr)
+        return 0
     out = Path(args.out)
     bar = None
     if not args.quiet:
@@ -39,7 +56,7 @@ def cmd_render(args) -> int:
             bar.update(done - bar.n)
 
     try:
-        summary = run_farm(items, out, render_config, pool_config, force=args.force, progress=progress)
+        summary = run_farm(items, out, render_config, pool_config, force=args.force, progress=progress, ray=ray)
     finally:
         if bar is not None:
             bar.close()

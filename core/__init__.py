@@ -1,4 +1,13 @@
-"""ar3d.core: prompt → plan + mesh tokens → occupancy → mesh. Needs torch, never bpy."""
+"""ar3d.core: prompt → plan + mesh tokens → occupancy → mesh. Needs torch, never bpy.
+
+Importing the package itself is light (no torch): the render workers import ``core.errors`` and
+``core.mesh`` and must stay torch-free.
+"""
+
+# OpenMP reads its wait policy once, when torch loads it: set the passive one first (threads.py).
+from .threads import prepare_environment as _prepare_threads
+
+_prepare_threads()
 
 # transformers (image processors) and open_clip import torchvision when it is installed; a CUDA
 # torchvision beside a CPU torch would break those imports. The hook fixes that when torchvision

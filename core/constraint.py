@@ -25,6 +25,7 @@ import torch
 from .tokens import MeshVocab
 
 PLAN, MESH, DONE = 0, 1, 2
+SAFE_LOGIT = 1e4  # what +inf becomes: wins over any real logit, and survives temperature and softmax
 
 
 @dataclass
@@ -34,11 +35,15 @@ class ConstraintState:
 
 
 class MeshConstraint:
-    def __init__(self, vocab: MeshVocab, vocab_size: int, stop_ids: list[int], max_plan_tokens: int = 1022):
+    def __init__(self, vocab: MeshVocab, vocab_size: int, stop_ids: list[int], max_plan_tokens: int = 1022,
+                 tokenizer_size: int | None = None):  # fmt: skip
+        """`vocab_size`: rows of `lm_head`; `tokenizer_size`: ids the tokenizer knows. Checkpoints pad
+        `lm_head` (to a multiple of 64 or 128): the rows beyond the tokenizer are never allowed."""
         if max_plan_tokens < 0:
             raise ValueError("max_plan_tokens must be >= 0 (0 forces <mesh-start> at once)")
         self.vocab = vocab
         self.vocab_size = vocab_size
+        self.tokenizer_size = min(vocab_size, tokenizer_size or vocab_size)
         self.stop_ids = sorted({int(i) for i in stop_ids} - {vocab.end_id, vocab.start_id})
         self.max_plan_tokens = max_plan_tokens
         self.done_id = self.stop_ids[0] if self.stop_ids else vocab.end_id
@@ -53,7 +58,7 @@ class MeshConstraint:
             is_start, is_end, is_done = ids == v.start_id, ids == v.end_id, ids == self.done_id
             is_stop = torch.zeros_like(is_code)
             is_stop[self.stop_ids] = True
-            plan_ok = ~(is_code | is_end | is_stop)
+            plan_ok = ~(is_code | is_end | is_stop) & (ids < self.tokenizer_size)
             redirect = torch.tensor([v.start_id, *self.stop_ids], device=device)
             self._masks[device] = (plan_ok, is_code, is_start, is_end, is_done, redirect)
         return self._masks[device]
@@ -84,6 +89,19 @@ class MeshConstraint:
         # A forced token must survive any logits (even -inf from the model).
         forced = (force_start | force_end | (phase == DONE)) & (is_start | is_end | is_done)
         return torch.where(forced & allowed, torch.zeros_like(out), out)
+
+    def sanitize(self, logits: torch.Tensor, state: ConstraintState) -> tuple[torch.Tensor, torch.Tensor]:
+        """`mask_logits` for sampling from logits that may hold NaN or ±inf (fp16 overflow on GPUs
+        without bf16): NaN and -inf never win, +inf becomes a large finite logit, and a row left
+        with nothing allowed samples uniformly among the allowed tokens. All on the device, no
+        host synchronisation; returns (masked float32 logits, bool [B] rows that had a bad logit)."""
+        logits = logits.float()
+        bad = ~torch.isfinite(logits[..., : self.vocab_size]).all(dim=-1)
+        clean = torch.nan_to_num(logits, nan=float("-inf"), posinf=SAFE_LOGIT).clamp(max=SAFE_LOGIT)
+        masked = self.mask_logits(clean, state)
+        dead = ~torch.isfinite(masked).any(dim=-1, keepdim=True)  # nothing allowed is finite
+        uniform = self.mask_logits(torch.zeros_like(clean), state)
+        return torch.where(dead, uniform, masked), bad
 
     # --- state tracking ------------------------------------------------------------------
     def initial_state(self, prompt_ids: torch.Tensor) -> ConstraintState:

@@ -31,6 +31,9 @@ class GenerationCancelled(RuntimeError):
 class EngineOutput:
     completions: list[list[int]]  # generated ids per row, up to and including <mesh-end>
     seconds: float
+    # per row, the decode steps whose logits held NaN or ±inf (sanitized before sampling); None:
+    # the engine does not count them
+    nonfinite: list[int] | None = None
 
 
 def until_mesh_end(rows: list[list[int]], end_id: int) -> list[list[int]]:
@@ -108,7 +111,8 @@ class HFEngine:
         seconds = time.perf_counter() - t0
         if stopper.cancelled:
             raise GenerationCancelled("generation cancelled")
-        return EngineOutput(until_mesh_end(out[:, width:].tolist(), constraint.vocab.end_id), seconds)
+        nonfinite = tracker.nonfinite.tolist() if tracker.nonfinite is not None else [0] * len(prompts)
+        return EngineOutput(until_mesh_end(out[:, width:].tolist(), constraint.vocab.end_id), seconds, nonfinite)
 
 
 class _ConstraintProcessor:
@@ -117,6 +121,7 @@ class _ConstraintProcessor:
     def __init__(self, constraint: MeshConstraint):
         self.constraint = constraint
         self.state: ConstraintState | None = None
+        self.nonfinite: torch.Tensor | None = None  # per row, steps with NaN/inf logits (on the device)
         self._length = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -127,11 +132,13 @@ class _ConstraintProcessor:
                 raise RuntimeError("the constraint saw a step skipped; it needs every generated token")
             self.state = self.constraint.advance(self.state, input_ids[:, -1])
         self._length = input_ids.shape[1]
-        masked = self.constraint.mask_logits(scores, self.state)
+        # NaN/inf would make transformers' multinomial raise (a device-side assert on CUDA)
+        masked, bad = self.constraint.sanitize(scores, self.state)
+        self.nonfinite = bad.long() if self.nonfinite is None else self.nonfinite + bad.long()
         if masked.shape[-1] < scores.shape[-1]:  # padded embedding rows beyond the tokenizer
-            pad = scores.new_full((scores.shape[0], scores.shape[-1] - masked.shape[-1]), float("-inf"))
+            pad = masked.new_full((scores.shape[0], scores.shape[-1] - masked.shape[-1]), float("-inf"))
             masked = torch.cat([masked, pad], dim=-1)
-        return masked
+        return masked.to(scores.dtype)
 
 
 class _TokenCallback:

@@ -201,6 +201,7 @@ class _Batch:
         self.phase = torch.zeros(rows, dtype=torch.long, device=device)
         self.n = torch.zeros(rows, dtype=torch.long, device=device)
         self.out = torch.zeros(rows, steps, dtype=torch.long, device=device)
+        self.nonfinite = torch.zeros(rows, dtype=torch.long, device=device)  # steps with NaN/inf logits, per row
         self.t = torch.zeros(1, dtype=torch.long, device=device)
         self.temperature = torch.ones((), dtype=torch.float32, device=device)
         self.top_p = torch.ones((), dtype=torch.float32, device=device)
@@ -244,7 +245,9 @@ class GraphEngine:
         self._kernels = _EAGER  # fused kernels only inside a graph capture, which falls back on failure
         if self.fuse and use_graphs and self._fuse_failed is None:
             self._kernels = _fused_kernels()
-        check_every = self.check_every or (64 if use_graphs else 8)
+        # On the CPU a look at the state costs nothing next to a token, so cancel and progress
+        # are checked every token: a cancel must land within a second even on a busy machine.
+        check_every = self.check_every or (64 if use_graphs else 1 if device.type == "cpu" else 8)
         steps = constraint.max_plan_tokens + constraint.vocab.tokens_per_mesh + 2
         longest = max(len(p) for p in prompts)
         length = -(-(longest + steps) // 256) * 256  # bucketed, so most calls reuse a batch
@@ -278,10 +281,11 @@ class GraphEngine:
                         done_at = t + 1
                         break
             rows = batch.out[:, : done_at or steps].tolist()
+            nonfinite = batch.nonfinite.tolist()
         seconds = time.perf_counter() - t0
         self.last_timings = {"first_token_s": t_first, "seconds": seconds,
                              "decode_steps": done_at or steps, "cuda_graph": batch.graph is not None}  # fmt: skip
-        return EngineOutput(until_mesh_end(rows, constraint.vocab.end_id), seconds)
+        return EngineOutput(until_mesh_end(rows, constraint.vocab.end_id), seconds, nonfinite)
 
     # --- batches and graphs ----------------------------------------------------------------
     def _compute_dtype(self, stack):
@@ -358,6 +362,7 @@ class GraphEngine:
         batch.phase.copy_(state.phase)
         batch.n.copy_(state.n)
         batch.out.fill_(self.pad_id)
+        batch.nonfinite.zero_()
         batch.t.zero_()
 
     def _forward_prompt(self, stack, batch: _Batch, ids, rows) -> None:
@@ -417,7 +422,8 @@ class GraphEngine:
             x, h = kern["add_rms"](x, y, nxt.weight, _eps(nxt))  # the residual add fused with the next norm
         logits = stack.lm_head(h)[:, 0].float()  # [B, 1, V] in, as transformers calls it (hooks see the same shapes)
         state = ConstraintState(batch.phase, batch.n)
-        logits = constraint.mask_logits(logits, state)
+        logits, bad = constraint.sanitize(logits, state)  # NaN/inf never reach the sampler
+        batch.nonfinite.add_(bad.long())
         token = _sample(logits, sampling, batch.temperature, batch.top_p)
         new = constraint.advance(state, token)
         batch.out.index_copy_(1, batch.t, token[:, None])

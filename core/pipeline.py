@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .engine import SamplingConfig
+from .engine import GenerationCancelled, SamplingConfig
 from .errors import Ar3dError
 from .hub import resolve_vqvae
 from .mesh import DegenerateOccupancyError, MeshConfig, occupancy_to_mesh
@@ -61,11 +61,24 @@ class TextTo3D:
         vq = load_vqvae(vqvae_path, device=device, dtype=torch.float16 if device.type == "cuda" else None)
         return cls(policy, vq, mesh_config, str(vqvae_path))
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Codes [N, 1024] → bool occupancy [N, 64, 64, 64]."""
+    def decode(self, codes: np.ndarray, should_stop=None) -> np.ndarray:
+        """Codes [N, 1024] → bool occupancy [N, 64, 64, 64]. With `should_stop`, a cancel stops the
+        decoder between two of its layers (a decode takes seconds on a busy CPU)."""
         codes_t = torch.as_tensor(np.asarray(codes).reshape(-1, self.vqvae.config.tokens), dtype=torch.long)
-        with torch.inference_mode():
-            occ = self.vqvae.decode_occupancy(codes_t.to(self.vqvae.device))
+        handles = []
+        if should_stop is not None:
+
+            def stop_here(module, args):
+                if should_stop():
+                    raise GenerationCancelled("generation cancelled")
+
+            handles = [m.register_forward_pre_hook(stop_here) for m in self.vqvae.Decoder.modules()]
+        try:
+            with torch.inference_mode():
+                occ = self.vqvae.decode_occupancy(codes_t.to(self.vqvae.device))
+        finally:
+            for h in handles:
+                h.remove()
         return occ.reshape(occ.shape[0], *occ.shape[-3:]).cpu().numpy()
 
     def mesh(self, occupancy: np.ndarray, mesh_config: MeshConfig | None = None):
@@ -80,12 +93,18 @@ class TextTo3D:
                  mesh_config: MeshConfig | None = None) -> PipelineOutput:  # fmt: skip
         """``mesh_config`` overrides the pipeline's for this call (e.g. a server job's smoothing)."""
         gen = self.policy.generate(prompts, samples, two_step, sampling, seed, progress, should_stop)
+
+        def check():  # a cancel lands between samples too, not only between tokens
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled("generation cancelled")
+
         t0 = time.perf_counter()
-        final = self.decode(np.stack([s.codes for s in gen.samples]))
-        coarse = self.decode(np.stack([s.steps[0].codes for s in gen.samples])) if two_step else None
+        final = self.decode(np.stack([s.codes for s in gen.samples]), should_stop)
+        coarse = self.decode(np.stack([s.steps[0].codes for s in gen.samples]), should_stop) if two_step else None
         t1 = time.perf_counter()
         results = []
         for i, sample in enumerate(gen.samples):
+            check()
             mesh, error = self.mesh(final[i], mesh_config)
             r = MeshResult(sample, final[i], mesh, error)
             if coarse is not None:

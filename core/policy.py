@@ -9,6 +9,7 @@ reasoning and mesh positions) next to what a user needs (plans, codes, timings).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .quantize import check_precision, quantize_model, resolve_precision
 from .tokens import MeshVocab
 
 MAX_PROMPT_TOKENS = 1024
+log = logging.getLogger(__name__)
 
 
 class PolicyLoadError(Ar3dError, RuntimeError):
@@ -86,6 +88,9 @@ class GenerationResult:
     engine: str
     seconds: float
     timings: dict = field(default_factory=dict)
+    # what went wrong but was recovered, e.g. {"step1_nonfinite_logits": [per-row decode steps whose
+    # logits held NaN/inf]}; empty when nothing did
+    diagnostics: dict = field(default_factory=dict)
 
     def group(self, prompt_index: int, samples_per_prompt: int) -> list[Sample]:
         return self.samples[prompt_index * samples_per_prompt : (prompt_index + 1) * samples_per_prompt]
@@ -159,7 +164,8 @@ class Policy:
 
     # --- generation -----------------------------------------------------------------------
     def constraint(self, sampling: SamplingConfig) -> MeshConstraint:
-        return MeshConstraint(self.vocab, self.vocab_size, self.stop_ids, sampling.max_plan_tokens)
+        return MeshConstraint(self.vocab, self.vocab_size, self.stop_ids, sampling.max_plan_tokens,
+                              tokenizer_size=len(self.tokenizer))  # fmt: skip
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
@@ -196,6 +202,7 @@ class Policy:
         t0 = time.perf_counter()
 
         outputs: list[list[StepOutput]] = [[] for _ in rows]
+        diagnostics: dict = {}
         plans: list[str | None] = [None] * len(rows)
         for step in range(1, steps + 1):
             prompt_ids = [self.prompt_ids(templates.step_messages(step, p, plans[i], two_step)) for i, p in enumerate(rows)]
@@ -203,6 +210,11 @@ class Policy:
             done_plans = tuple(tuple(o.plan for o in row) for row in outputs)
             callback = _progress_callback(step, steps, stage, progress, should_stop, done_plans)
             out = self.engine.generate(prompt_ids, constraint, sampling, seed=seed + step - 1, on_token=callback)
+            if out.nonfinite is not None and any(out.nonfinite):
+                diagnostics[f"step{step}_nonfinite_logits"] = list(out.nonfinite)
+                log.warning("step %d: logits with NaN/inf at %d decode steps (rows %s); they were sanitized, "
+                            "but the model overflows: on a GPU without bf16, try --dtype float32", step,
+                            sum(out.nonfinite), [i for i, n in enumerate(out.nonfinite) if n])  # fmt: skip
             for i, completion in enumerate(out.completions):
                 result = self._parse(step, prompt_ids[i], completion, constraint, out.seconds)
                 outputs[i].append(result)
@@ -210,7 +222,8 @@ class Policy:
         samples_out = [Sample(rows[i], i % samples, outputs[i]) for i in range(len(rows))]
         seconds = time.perf_counter() - t0
         timings = {f"step{s.step}_seconds": s.seconds for s in samples_out[0].steps}
-        return GenerationResult(samples_out, seed, two_step, sampling, self.name, self.engine.name, seconds, timings)
+        return GenerationResult(samples_out, seed, two_step, sampling, self.name, self.engine.name, seconds, timings,
+                                diagnostics)  # fmt: skip
 
     def _parse(self, step, prompt_ids, completion, constraint: MeshConstraint, seconds) -> StepOutput:
         codes, _ = self.vocab.codes_from_ids(completion)  # strict: the constraint guarantees the shape

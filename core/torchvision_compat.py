@@ -109,6 +109,8 @@ def ensure_torchvision_importable() -> None:
 
     if _library is not None or hasattr(torch.ops.torchvision, "nms") or _compiled_ops_load():
         return
+    if _library is not None or hasattr(torch.ops.torchvision, "nms"):
+        return  # declared meanwhile: finding torchvision ran an import hook (ar3d.core's or another)
     logging.getLogger(__name__).info(
         "torchvision's compiled ops do not match this torch build (a CUDA torchvision next to a "
         "CPU torch); ar3d declares their schemas so transformers and open_clip can import. "

@@ -47,6 +47,7 @@ import numpy as np
 from .. import __version__
 from ..core.engine import SamplingConfig
 from ..core.errors import Ar3dError
+from ..core.quantize import resolve_precision
 from .benchmark import Benchmark, BenchmarkItem, load_benchmark
 from .features import EXTRACTORS, KD_FEATURES
 
@@ -57,8 +58,9 @@ RECORD = "record.json"
 GENERATION = "generation.json"
 TRELLIS_RING = "ring:8@30"  # 8 views every 45° at 30° elevation, radius 2, FoV 40° (TRELLIS-style)
 # Settings a resumed run must share with the run that wrote OUT, or its records would mix.
-RESUME_KEYS = ("model_path", "vqvae", "samples", "two_step", "seed", "batch_size", "sampling", "views",
+RESUME_KEYS = ("model_path", "vqvae", "precision", "samples", "two_step", "seed", "batch_size", "sampling", "views",
                "resolution", "engine", "render_samples", "rewards")  # fmt: skip
+_OLD_DEFAULTS = {"precision": "default"}  # keys older runs did not record, with the value they ran with
 
 
 class EvalError(Ar3dError):
@@ -79,6 +81,8 @@ class EvalConfig:
     views: the evaluation ring (``ring:8@30``: 8 views at 30° elevation; ``ring:4@30`` for 4;
         any ``headless.views.parse_views`` spec). resolution / engine / render_samples: renders.
     workers: Blender worker processes (None: ``PoolConfig``'s default). render_timeout_s: per mesh.
+    render_backend: "local" (worker processes here) or "ray" (render actors on the Ray cluster at
+        ``ray_address``: "auto", "local" or HOST:PORT; see ``ar3d.headless.ray_pool``).
     rewards: a reward preset (``geometry``, ``demo``, ``paper``), a TOML file, or ``none``.
     reward_resolution: side of the six reward views (rendered only when a reward reads views).
     metrics: None ("auto": clip, the FID inception and dinov2 whenever their weights are found;
@@ -99,6 +103,7 @@ class EvalConfig:
     vqvae: str | None = None
     device: str | None = None
     dtype: str | None = None
+    precision: str | None = None  # fp8 / int8 weights for generation (GPU; core/quantize.py)
     label: str | None = None
     samples: int = 1
     two_step: bool = False
@@ -111,6 +116,8 @@ class EvalConfig:
     render_samples: int = 16
     workers: int | None = None
     render_timeout_s: float = 300.0
+    render_backend: str = "local"
+    ray_address: str = "auto"
     rewards: str = "geometry"
     reward_resolution: int = 256
     metrics: list[str] | None = None
@@ -282,6 +289,7 @@ class EvalRunner:
             "model": c.model or model_path,
             "model_path": model_path,
             "vqvae": vqvae,
+            "precision": resolve_precision(c.precision),
             "benchmark": {"name": bench.name, "path": str(bench.path)},
             "samples": c.samples,
             "two_step": c.two_step,
@@ -300,9 +308,9 @@ class EvalRunner:
         old = read_json(self.out / SETTINGS_FILE)
         if old is None:
             return
-        diff = [k for k in RESUME_KEYS if old.get(k) != settings.get(k)]
+        diff = [k for k in RESUME_KEYS if old.get(k, _OLD_DEFAULTS.get(k)) != settings.get(k)]
         if diff:
-            details = "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
+            details = "; ".join(f"{k}: {old.get(k, _OLD_DEFAULTS.get(k))!r} there, {settings.get(k)!r} now" for k in diff)
             raise EvalError(
                 f"'{self.out}' holds an evaluation with other settings ({details}). Its records would mix with "
                 "this run's: pass another --out, or delete that folder to start over."
@@ -397,13 +405,14 @@ class EvalRunner:
         ])  # fmt: skip
         kd_features = [n for n in KD_FEATURES if features.get(n) is not None]
         if todo or (need_refs and kd_features):
-            if importlib.util.find_spec("bpy") is None:
+            from ..headless.pool import PoolConfig, open_pool, renders_here_need_bpy
+
+            pool_config = PoolConfig(workers=c.workers, timeout_s=c.render_timeout_s)
+            if self.pool is None and renders_here_need_bpy(pool_config, c.render_backend) and importlib.util.find_spec("bpy") is None:
                 raise EvalError("ar3d eval renders with Blender as a Python module: pip install 'ar3d[render]' (bpy, Python 3.11)")
             own_pool = self.pool is None
             if own_pool:
-                from ..headless.pool import PoolConfig, RenderPool
-
-                self.pool = RenderPool(PoolConfig(workers=c.workers, timeout_s=c.render_timeout_s), c.render_config())
+                self.pool = open_pool(pool_config, c.render_config(), c.render_backend, _ray_config(c))
             finished = False
             try:
                 if need_refs and kd_features:
@@ -488,7 +497,8 @@ class EvalRunner:
             from ..core.pipeline import TextTo3D
 
             self._status("loading the model")
-            self.pipeline = TextTo3D.load(self.cfg.model, self.cfg.vqvae, device=self.cfg.device, dtype=self.cfg.dtype)
+            self.pipeline = TextTo3D.load(self.cfg.model, self.cfg.vqvae, device=self.cfg.device, dtype=self.cfg.dtype,
+                                          precision=self.cfg.precision)  # fmt: skip
         return self.pipeline
 
     def _generate(self, batch: list[BenchmarkItem]) -> dict[str, dict]:
@@ -806,6 +816,14 @@ def _job_result(future: Future):
         return JobResult(ok=False, error=f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
 
 
+def _ray_config(c: EvalConfig):
+    if c.render_backend != "ray":
+        return None
+    from ..headless.ray_pool import RayConfig
+
+    return RayConfig(address=c.ray_address)
+
+
 def run_eval(config: EvalConfig, **components) -> RunResult:
     return EvalRunner(config, **components).run()
 
@@ -827,10 +845,12 @@ def run_comparison(config_a: EvalConfig, config_b: EvalConfig, out: Path, *, pip
     if shared.get("ensemble") is None:
         shared["ensemble"] = load_rewards(config_a)
         owned.append(shared["ensemble"])
-    if shared.get("pool") is None and importlib.util.find_spec("bpy") is not None:
-        from ..headless.pool import PoolConfig, RenderPool
+    from ..headless.pool import PoolConfig, open_pool, renders_here_need_bpy
 
-        shared["pool"] = RenderPool(PoolConfig(workers=config_a.workers, timeout_s=config_a.render_timeout_s))
+    pool_config = PoolConfig(workers=config_a.workers, timeout_s=config_a.render_timeout_s)
+    if shared.get("pool") is None and (importlib.util.find_spec("bpy") is not None
+                                       or not renders_here_need_bpy(pool_config, config_a.render_backend)):  # fmt: skip
+        shared["pool"] = open_pool(pool_config, None, config_a.render_backend, _ray_config(config_a))
         owned.append(shared["pool"])
     finished = False
     try:

@@ -1,38 +1,44 @@
 """Render-farm batches: inputs → work items → pool renders → one folder per mesh, resumable.
 
-An item is done when its folder `OUT/<id>/` exists: it is written under a temporary name and
-renamed into place only when every file is there, so partial output never looks done and a rerun
-skips exactly the finished items. `--shard i/n` takes every n-th item of the sorted list, so farm
-managers (Flamenco, Deadline, SLURM arrays) can split a batch with no coordination. Output
-paths are checked to stay inside OUT whatever a manifest says.
+An item is done when `OUT/<id>/render.json` exists with the run's render settings (see
+`output`); a rerun skips exactly those, re-renders items made with other settings and retries
+the failed ones. `--shard i/n` takes every n-th item of the sorted list, so farm managers
+(Flamenco, Deadline, SLURM arrays) can split a batch with no coordination. Output paths are
+checked to stay inside OUT whatever a manifest says. The pool is local (`RenderPool`) or a Ray
+cluster (`RayRenderPool`); on Ray nodes that do not see OUT the files come back through Ray.
 """
 
 from __future__ import annotations
 
-import glob
-import json
-import os
-import shutil
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from ..core.errors import Ar3dError
-
-MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
-DONE_FILE = "render.json"
-ERROR_LOG = "errors.jsonl"
-
-
-class FarmInputError(Ar3dError, ValueError):
-    """The inputs or the manifest cannot be turned into render items."""
-
-
-@dataclass(frozen=True)
-class RenderItem:
-    id: str  # relative output folder under OUT, '/'-separated
-    mesh: Path
+from .items import (  # noqa: F401  (the farm's public names)
+    DONE_FILE,
+    ERROR_LOG,
+    MESH_SUFFIXES,
+    FarmInputError,
+    RenderItem,
+    collect_items,
+    parse_shard,
+    safe_id,
+    shard,
+)
+from .output import (  # noqa: F401
+    clean_partials,
+    done_record,
+    is_done,
+    item_dir,
+    log_failure,
+    prune_error_log,
+    settings_of,
+    write_files,
+    write_item,
+)
 
 
 @dataclass
@@ -41,161 +47,124 @@ class FarmSummary:
     rendered: int = 0
     skipped: int = 0
     failed: int = 0
+    changed: int = 0  # of `rendered`: done before with other settings, rendered again
+    retried: int = 0  # items that needed more than one attempt (a crashed worker, a lost node)
+    per_node: dict[str, int] = field(default_factory=dict)  # Ray: items rendered by each node
     seconds: float = 0.0
     failures: list[dict] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{self.rendered} rendered, {self.skipped} already done, {self.failed} failed "
+        changed = f" ({self.changed} with changed settings)" if self.changed else ""
+        return (f"{self.rendered} rendered{changed}, {self.skipped} already done, {self.failed} failed "
                 f"of {self.total} in {self.seconds:.1f} s")  # fmt: skip
 
 
-def safe_id(raw: str) -> str:
-    """A relative, normalised output path; anything that could leave OUT is refused."""
-    text = str(raw).replace("\\", "/").strip()
-    path = PurePosixPath(text)
-    if not text or path.is_absolute() or text.startswith("~") or ":" in path.parts[0]:
-        raise FarmInputError(f"output id {raw!r} must be a relative path inside --out")
-    parts = [p for p in path.parts if p not in ("", ".")]
-    if not parts or any(p == ".." for p in parts):
-        raise FarmInputError(f"output id {raw!r} may not contain '..' or be empty")
-    if any(p.startswith(".") for p in parts):
-        raise FarmInputError(f"output id {raw!r} may not contain hidden ('.'-prefixed) parts")
-    return "/".join(parts)
-
-
-def item_dir(out: Path, item: RenderItem) -> Path:
-    target = (out / item.id).resolve()
-    root = out.resolve()
-    if root != target and root not in target.parents:  # symlinks inside OUT could still point out
-        raise FarmInputError(f"output for {item.id!r} would land outside --out ({target})")
-    return target
-
-
-def _from_manifest(path: Path) -> list[RenderItem]:
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            mesh = row["mesh"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise FarmInputError(f"{path}:{n}: each line must be a JSON object with a \"mesh\" path ({e})") from e
-        mesh_path = Path(mesh) if Path(mesh).is_absolute() else path.parent / mesh
-        items.append(RenderItem(safe_id(row.get("id") or Path(mesh).stem), mesh_path))
-    return items
-
-
-def collect_items(inputs: list[str]) -> list[RenderItem]:
-    """Files, globs, directories (searched recursively) and JSONL manifests → sorted unique items."""
-    items: list[RenderItem] = []
-    for spec in inputs:
-        path = Path(spec)
-        if path.suffix == ".jsonl" and path.is_file():
-            items += _from_manifest(path)
-        elif path.is_dir():
-            for f in sorted(p for p in path.rglob("*") if p.suffix.lower() in MESH_SUFFIXES):
-                items.append(RenderItem(safe_id(f.relative_to(path).with_suffix("").as_posix()), f))
-        elif path.is_file():
-            items.append(RenderItem(safe_id(path.stem), path))
-        elif glob.has_magic(spec):
-            matches = sorted(glob.glob(spec, recursive=True))
-            if not matches:
-                raise FarmInputError(f"the pattern {spec!r} matches no file")
-            items += [RenderItem(safe_id(Path(m).stem), Path(m)) for m in matches if Path(m).is_file()]
-        else:
-            raise FarmInputError(f"no such file, directory or manifest: {spec!r}")
-    seen: dict[str, Path] = {}
-    for it in items:
-        if it.id in seen and seen[it.id] != it.mesh:
-            raise FarmInputError(
-                f"two inputs would write to the same folder {it.id!r}: {seen[it.id]} and {it.mesh}; "
-                "pass their directory instead (ids keep sub-folders) or give ids in a manifest"
-            )
-        seen[it.id] = it.mesh
-    unique = {it.id: it for it in items}
-    return [unique[k] for k in sorted(unique)]
-
-
-def parse_shard(spec: str | None) -> tuple[int, int]:
-    if not spec:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise FarmInputError(f"--shard takes i/n, e.g. 0/4, not {spec!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise FarmInputError(f"--shard {spec}: need 0 <= i < n")
-    return i, n
-
-
-def shard(items: list[RenderItem], i: int, n: int) -> list[RenderItem]:
-    return items[i::n]
-
-
-def is_done(out: Path, item: RenderItem) -> bool:
-    return (item_dir(out, item) / DONE_FILE).is_file()
-
-
-def write_item(out: Path, item: RenderItem, result, grid: bool = True) -> Path:
-    """Write views + grid + transforms.json under a temporary name, then rename into place."""
-    final = item_dir(out, item)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        result.write(tmp, grid=grid)
-        record = {"mesh": str(item.mesh), "engine": result.engine, "device": result.device,
-                  "views": len(result.cameras), "seconds": result.seconds}  # fmt: skip
-        (tmp / DONE_FILE).write_text(json.dumps(record, indent=1))
-        if final.exists():  # an earlier run's leftovers without a completed record, or --force
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def write_in_worker(result, out: str, item_id: str, mesh: str) -> dict:
+def write_in_worker(result, out: str, item_id: str, mesh: str, settings: dict | None = None,
+                    run: str | None = None) -> dict:  # fmt: skip
     """Runs inside a render worker (see `RenderPool.submit(then=...)`): write, return a record."""
-    final = write_item(Path(out), RenderItem(item_id, Path(mesh)), result)
+    final = write_item(Path(out), RenderItem(item_id, Path(mesh)), result, settings=settings, run=run)
     return {"path": str(final), "views": len(result.cameras), "seconds": result.seconds}
 
 
-def run_farm(items, out: Path, render_config, pool_config, force: bool = False, progress=None) -> FarmSummary:
-    """Render every item not yet done; failures go to OUT/errors.jsonl and the summary."""
-    from .pool import RenderPool
+@dataclass
+class _Then:
+    """Builds each item's worker-side step; the Ray pool picks per node (`RayRenderPool.submit`)."""
 
+    out: Path
+    settings: dict | None
+    run: str
+
+    def write(self, it: RenderItem) -> tuple:
+        return ("ar3d.headless.farm:write_in_worker", (str(self.out), it.id, str(it.mesh), self.settings, self.run))
+
+    def pack(self, it: RenderItem) -> tuple:
+        return ("ar3d.headless.output:pack_result", (it.id, str(it.mesh), self.settings, self.run))
+
+
+def run_farm(items, out: Path, render_config, pool_config, force: bool = False, progress=None,
+             ray=None) -> FarmSummary:  # fmt: skip
+    """Render every item not yet done; failures go to OUT/errors.jsonl and the summary.
+
+    `ray`: a `RayConfig` to render on a Ray cluster instead of local worker processes."""
     out.mkdir(parents=True, exist_ok=True)
+    settings = settings_of(render_config)
     summary = FarmSummary(total=len(items))
-    todo = []
+    todo, changed = [], set()
     for it in items:
-        if not force and is_done(out, it):
+        if it.error is not None:
+            summary.failures.append(log_failure(out, it, it.error, 0))
+            summary.failed += 1
+            continue
+        record = None if force else done_record(out, it)
+        if record is not None and record.get("settings") == settings:
             summary.skipped += 1
         else:
+            if record is not None:
+                changed.add(it.id)
             todo.append(it)
     if progress:
-        progress(summary.skipped, summary.total)
+        progress(summary.skipped + summary.failed, summary.total)
     t0 = time.perf_counter()
-    if todo:
-        def then(i):
-            return ("ar3d.headless.farm:write_in_worker", (str(out), todo[i].id, str(todo[i].mesh)))
-
-        with RenderPool(pool_config, render_config) as pool:
-            for index, job in pool.imap([str(it.mesh) for it in todo], then=then):
-                if job.ok:
-                    summary.rendered += 1
-                else:
-                    _fail(out, summary, todo[index], job.error, job.attempts)
-                if progress:
-                    progress(summary.skipped + summary.rendered + summary.failed, summary.total)
+    clean_partials(out, todo)  # left by an earlier run that was killed
+    try:
+        with _term_as_interrupt():
+            if todo:
+                _render(todo, out, render_config, pool_config, ray, _Then(out, settings, uuid.uuid4().hex),
+                        summary, changed, progress)  # fmt: skip
+    finally:
+        clean_partials(out, todo)  # ours, when the run was interrupted
+        prune_error_log(out)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _fail(out: Path, summary: FarmSummary, item: RenderItem, reason: str, attempts: int) -> None:
-    record = {"id": item.id, "mesh": str(item.mesh), "error": reason, "attempts": attempts, "time": time.time()}
-    summary.failed += 1
-    summary.failures.append(record)
-    with open(out / ERROR_LOG, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def _render(todo, out, render_config, pool_config, ray, then: _Then, summary, changed, progress) -> None:
+    if ray is None:
+        from .pool import RenderPool
+
+        pool = RenderPool(pool_config, render_config)
+        submit = {"then": lambda i: then.write(todo[i])}
+    else:
+        from .ray_pool import RayRenderPool
+
+        pool = RayRenderPool(pool_config, render_config, ray, shared_dir=out)
+        submit = {"then": lambda i: then.write(todo[i]), "then_elsewhere": lambda i: then.pack(todo[i])}
+    with pool:
+        for index, job in pool.imap([str(it.mesh) for it in todo], **submit):
+            it = todo[index]
+            if job.ok and isinstance(job.result, dict) and "files" in job.result:  # came back through Ray
+                try:
+                    write_files(out, it, job.result["files"], run=then.run)
+                except OSError as e:
+                    job.ok, job.error = False, f"cannot write the files: {type(e).__name__}: {e}"
+            summary.retried += job.attempts > 1
+            if job.ok:
+                summary.rendered += 1
+                summary.changed += it.id in changed
+            else:
+                summary.failures.append(log_failure(out, it, job.error, job.attempts))
+                summary.failed += 1
+            if progress:
+                progress(summary.skipped + summary.rendered + summary.failed, summary.total)
+        if hasattr(pool, "jobs_per_node"):
+            summary.per_node = pool.jobs_per_node()
+
+
+class _term_as_interrupt:
+    """SIGTERM (a farm manager cancelling the task) unwinds like Ctrl-C, so the workers are
+    stopped and partial folders removed (main thread only; elsewhere nothing changes)."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False

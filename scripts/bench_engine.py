@@ -31,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from ar3d.core import threads  # before torch: OpenMP reads its wait policy when torch loads
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generate import NEW_TOKENS, PROMPT, _sync, _timed, build_policy, copy_bandwidth, weight_bytes  # noqa: E402
@@ -178,7 +179,9 @@ def main(argv=None):
                     help="also time the graph engine with 8-bit weights (GPU)")
     ap.add_argument("--skip-bf16", action="store_true", help="only the --precisions runs (bf16 graph b1 still timed)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)
+    threads.apply(args.threads)
 
     import transformers
 

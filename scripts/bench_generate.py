@@ -34,7 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from ar3d.core import threads  # before torch: OpenMP reads its wait policy when torch loads
+import torch  # noqa: E402
 
 PROMPT = "a chair"
 NEW_TOKENS = 1026  # <mesh-start> + 1024 codes + <mesh-end> with max_plan_tokens=0
@@ -316,7 +317,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here (rewritten after each run)")
     ap.add_argument("--render", type=Path, default=None, help="only print the table of a saved JSON result")
+    ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)
+    threads.apply(args.threads)
     if args.render:
         res = summarize(json.loads(args.render.read_text()))
         print(table(res))

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from ar3d.core import threads  # before torch: OpenMP reads its wait policy when torch loads
+import torch  # noqa: E402
 
 # Dense fp16/bf16 tensor-core peaks (TFLOP/s) of the SXM parts; the floor is FLOPs / peak.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -50,7 +51,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=96)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)
+    threads.apply(args.threads)
 
     from ar3d.core.rewards.base import RewardBatch
     from ar3d.core.rewards.hps import HPSConfig, HPSv21, _open_clip

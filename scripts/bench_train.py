@@ -9,6 +9,10 @@ the GPU machines, so rendering is measured separately on the CPU (BENCHMARKS.md,
 
     python scripts/bench_train.py --out train.json        # GPU, real shapes
     python scripts/bench_train.py --tiny                  # CPU smoke test
+
+Generation per token: the trainer's rollout (LoRA adapters merged for it, ``lora.merge_rollouts``)
+next to the same engine on the same weights with the adapter switched off (the inference path),
+both as seconds per decode step of the whole group (max completion length per call).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from ar3d.core import threads  # before torch: OpenMP reads its wait policy when torch loads
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/ beside the package
 from bench_generate import build_policy  # noqa: E402
@@ -36,7 +41,9 @@ def main(argv=None) -> int:
     ap.add_argument("--updates", type=int, default=2, help="updates per rollout batch (μ)")
     ap.add_argument("--lora-r", type=int, default=64)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)
+    threads.apply(args.threads)
 
     from ar3d.core.pipeline import TextTo3D
     from ar3d.core.rewards import RewardConfig, RewardEnsemble, TermConfig
@@ -76,6 +83,14 @@ def main(argv=None) -> int:
     rewards = RewardConfig(step1=[TermConfig("geometry.fill"), TermConfig("geometry.single_part")],
                            step2=[TermConfig("geometry.fill"), TermConfig("geometry.single_part")])  # fmt: skip
     trainer = HiGRPOTrainer(cfg, ensemble=RewardEnsemble(rewards), pipeline=pipeline)
+    rollouts = []
+    run_rollout = trainer.runner.run
+
+    def record(*a, **k):
+        rollouts.append(run_rollout(*a, **k))
+        return rollouts[-1]
+
+    trainer.runner.run = record
     trainable = sum(p.numel() for p in trainer.trainable)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -88,6 +103,15 @@ def main(argv=None) -> int:
         history.append(stats)
         print(json.dumps({k: round(v, 3) for k, v in stats.items() if k.startswith("time/")}), flush=True)
     last = history[-1]
+    train_ms = _ms_per_token(rollouts[-1].samples, rollouts[-1].timings, "generate_step")
+    infer_ms = None
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(peft_model, "disable_adapter"):
+        sampling = cfg.rollout.sampling.to_sampling_config()
+        for _ in range(2):  # the second is warm, as the trainer's rollout of the last step is
+            with torch.no_grad(), peft_model.disable_adapter():
+                gen = trainer.policy.generate(["a wooden chair with four legs"], args.group, True, sampling, seed=1)
+        infer_ms = _ms_per_token(gen.samples, gen.timings, "step")
     tokens = last.get("loss/step1_tokens", 0) + last.get("loss/step2_tokens", 0)
     result = {
         "date": _dt.date.today().isoformat(),
@@ -102,12 +126,25 @@ def main(argv=None) -> int:
         "build_s": round(build_s, 1),
         "phases_s": {k.removeprefix("time/"): round(v, 2) for k, v in last.items() if k.startswith("time/")},
         "loss_tokens_per_update": tokens,
+        "generate_ms_per_token": {"trainer_rollout": train_ms, "inference_engine": infer_ms,
+                                  "ratio": round(train_ms / infer_ms, 3) if train_ms and infer_ms else None},
         "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 1) if device.type == "cuda" else None,
     }
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     return 0
+
+
+def _ms_per_token(samples, timings, prefix):
+    """Milliseconds per decode step of one generation call (all rows of the group together)."""
+    total_s = steps = 0
+    for k in (1, 2):
+        key = f"{prefix}{k}_seconds"
+        if key in timings:
+            total_s += timings[key]
+            steps += max(len(s.steps[k - 1].completion_ids) for s in samples)
+    return round(1000 * total_s / steps, 3) if steps else None
 
 
 if __name__ == "__main__":

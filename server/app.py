@@ -36,9 +36,10 @@ SampleIndex = Annotated[int, PathParam(ge=0, le=MAX_SAMPLES - 1, description="re
 
 # --- bodies ------------------------------------------------------------------------------------
 class JobRequest(BaseModel):
-    """A generation request. Unknown fields are refused, so a misspelt option is an error, not ignored."""
+    """A generation request. Unknown fields are refused, so a misspelt option is an error, not ignored;
+    types are strict (``"2"`` or ``true`` is not a number), so a client's bug is not guessed around."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_CHARS)] = Field(
         description=f"what to make, e.g. 'a wooden chair'; 1..{MAX_PROMPT_CHARS} characters after stripping spaces"
@@ -84,7 +85,8 @@ class ResultItem(BaseModel):
     url: str | None = Field(description="the GLB; null when this sample's mesh was degenerate (see error)")
     score: float | None = Field(description="the ranking ensemble's total; null without --rank-rewards or when missing")
     scores: dict[str, float | None] = Field(description="each ranking term's weighted share of score")
-    seed: int = Field(description="the seed the job's samples were generated with")
+    seed: int = Field(description="the seed this sample was generated with: a job's samples are one batch under one "
+                                  "seed, so this seed, the job's samples and index reproduce it")
     error: str | None = Field(None, description="why there is no mesh")
 
 
@@ -111,13 +113,24 @@ class JobStatus(BaseModel):
 
 class CancelResult(BaseModel):
     id: str
-    status: Status
+    status: Status = Field(description="the job's status now: cancelled only once it has stopped")
+    stopping: bool = Field(description="true while a running job has been told to stop and has not yet; "
+                                       "poll GET /v1/jobs/{id} until its status is cancelled")
+    message: str = Field(description="what happened, for a person")
 
 
 class QueueInfo(BaseModel):
     queued: int
     running: int
     limit: int
+
+
+class ThreadsInfo(BaseModel):
+    threads: int = Field(description="torch's intra-op CPU threads")
+    source: str = Field(description="where the number came from: --threads, AR3D_THREADS, OMP_NUM_THREADS, auto")
+    wait_policy: str = Field(description="OpenMP's wait policy as the process started it")
+    passive_wait: bool = Field(description="waiting threads sleep instead of spinning (what a shared machine needs)")
+    cores: int
 
 
 class Health(BaseModel):
@@ -129,6 +142,7 @@ class Health(BaseModel):
     engine: str
     queue: QueueInfo
     auth: bool = Field(description="whether requests need 'Authorization: Bearer <token>'")
+    threads: ThreadsInfo | None = Field(None, description="the CPU thread policy of the server process")
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -160,6 +174,20 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on this path (Starlette's 405 names only the first route's)."""
+    from starlette.routing import Match
+
+    methods = set()
+    routes = [*request.app.router.routes, *getattr(request.app.state, "api_routes", ())]  # included routers nest
+    for route in routes:
+        if route.matches(request.scope)[0] != Match.NONE:  # PARTIAL: the path matches, the method not
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods | {"OPTIONS"})
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError):
@@ -174,7 +202,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}; the API is described at /docs"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see /docs for the methods"
+            allowed = _allowed_methods(request)
+            if request.method == "OPTIONS":  # the methods of this path, for clients and proxies that ask
+                return Response(status_code=204, headers={"Allow": ", ".join(allowed)})
+            message = f"{request.method} is not allowed on {request.url.path}; it takes {', '.join(allowed)} (see /docs)"
+            return error_response(405, "method_not_allowed", message, {"Allow": ", ".join(allowed)})
         elif exc.status_code == 400 and "parsing the body" in str(exc.detail):
             message = "the request body could not be read: send a JSON object encoded as UTF-8"
         else:
@@ -186,6 +218,55 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _internal(request: Request, exc: Exception):
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal", "internal server error; the server log has the details")
+
+
+MAX_BODY_BYTES = 64 * 1024  # a job request is a prompt of at most 2000 characters and a few numbers
+
+
+class BodyGuard:
+    """ASGI middleware: a request body larger than `limit` gets 413 without being read into memory
+    (the Content-Length is checked first, a chunked body is counted as it arrives), and a body
+    that is not JSON gets 415 before anything parses it."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        too_large = error_response(413, "too_large", f"the request body is larger than {self.limit} bytes; a job "
+                                   "request is a JSON object with a prompt of at most 2000 characters")  # fmt: skip
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await too_large(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await too_large(scope, receive, send)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if body and kind != b"application/json" and not kind.endswith(b"+json"):
+            shown = kind.decode("latin-1") or "none"
+            return await error_response(415, "unsupported_media_type", f"the body must be JSON, sent with "
+                                        f"'Content-Type: application/json' (it came as {shown})")(scope, receive, send)  # fmt: skip
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 class BearerAuth:
@@ -225,6 +306,15 @@ def describe(pipeline) -> dict:
     }
 
 
+def _threads_info() -> dict | None:
+    try:
+        from ..core.threads import describe as describe_threads
+
+        return describe_threads()
+    except ImportError:  # pragma: no cover - torch is always there with the server
+        return None
+
+
 def _errors(*codes: int) -> dict:
     return {c: {"model": ErrorResponse} for c in codes}
 
@@ -238,6 +328,7 @@ def create_app(pipeline_or_loader, config: ServerConfig | None = None, *, ranker
         ranker = Ranker(config.rank_rewards, config.rank_views)
     jobs = JobManager(pipeline, config.max_queue, config.keep_jobs, ranker)
     info = describe(pipeline)
+    threads_info = _threads_info()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -252,7 +343,8 @@ def create_app(pipeline_or_loader, config: ServerConfig | None = None, *, ranker
     )
     app.state.jobs, app.state.config = jobs, config
     _install_error_handlers(app)
-    if config.token:
+    app.add_middleware(BodyGuard)
+    if config.token:  # added last, so it runs first: an unauthorised body is never read
         app.add_middleware(BearerAuth, token=config.token)
     # Documents the bearer scheme in the schema; BearerAuth enforces it.
     security = [Security(HTTPBearer(auto_error=False))] if config.token else []
@@ -262,7 +354,7 @@ def create_app(pipeline_or_loader, config: ServerConfig | None = None, *, ranker
         return ApiError(404, "not_found", f"no job '{job_id}': it never existed, or it finished long ago and was "
                         f"evicted (the server keeps the last {config.keep_jobs} finished jobs)")  # fmt: skip
 
-    @api.post("/jobs", status_code=202, response_model=JobCreated, responses=_errors(429, 503))
+    @api.post("/jobs", status_code=202, response_model=JobCreated, responses=_errors(413, 415, 429, 503))
     def submit(body: JobRequest) -> JobCreated:
         """Queue a generation job; poll GET /v1/jobs/{id} for its progress and results."""
         try:
@@ -316,12 +408,20 @@ def create_app(pipeline_or_loader, config: ServerConfig | None = None, *, ranker
             snap = jobs.cancel(job_id)
         except JobNotFound:
             raise unknown(job_id) from None
-        return {"id": snap["id"], "status": snap["status"]}
+        status = snap["status"]
+        stopping = status not in ("done", "failed", "cancelled")
+        if status == "cancelled":
+            message = "cancelled"
+        elif stopping:
+            message = f"the job is stopping ({status}); poll GET /v1/jobs/{job_id} until its status is cancelled"
+        else:
+            message = f"the job had already ended ({status}); nothing to cancel"
+        return {"id": snap["id"], "status": status, "stopping": stopping, "message": message}
 
     @api.post("/jobs/{job_id}/cancel", response_model=CancelResult, responses=_errors(404))
     def cancel_job(job_id: JobId) -> dict:
-        """Queued: removed. Running: stops at the next token (the answer waits up to 2 s for it).
-        Finished: unchanged."""
+        """Queued: removed. Running: stops at the next token (the answer waits up to 2 s for it; if
+        it has not stopped by then the answer says so: `stopping` true). Finished: unchanged."""
         return cancel(job_id)
 
     @api.delete("/jobs/{job_id}", response_model=CancelResult, responses=_errors(404))
@@ -330,11 +430,13 @@ def create_app(pipeline_or_loader, config: ServerConfig | None = None, *, ranker
         return cancel(job_id)
 
     app.include_router(api)
+    app.state.api_routes = list(api.routes)
 
     @app.get("/v1/health", response_model=Health, tags=["health"])
     def health() -> dict:
         """Liveness and model facts; needs no token."""
-        return {"status": "ok", "version": __version__, **info, "queue": jobs.stats(), "auth": bool(config.token)}
+        return {"status": "ok", "version": __version__, **info, "queue": jobs.stats(), "auth": bool(config.token),
+                "threads": threads_info}  # fmt: skip
 
     return app
 
@@ -352,7 +454,8 @@ def serve(args) -> int:
     from ..core.pipeline import TextTo3D
 
     print("ar3d: loading the model …", file=sys.stderr)
-    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, engine=getattr(args, "engine", None))
+    pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, engine=getattr(args, "engine", None),
+                         precision=getattr(args, "precision", None))  # fmt: skip
     if is_demo_model(pipe.policy.path):
         print("ar3d: serving the bundled demo model (procedural shapes only); pass --model for ShapeLLM-Omni / "
               "AR3D-R1", file=sys.stderr)  # fmt: skip

@@ -229,8 +229,9 @@ class JobManager:
             return self._snapshot(job), found
 
     def cancel(self, job_id: str, wait: float = 2.0) -> dict:
-        """Queued: removed at once. Running: stopped at the next token; waits up to `wait` seconds
-        for the worker to confirm, so the answer is usually already "cancelled". Finished: no-op."""
+        """Queued: removed at once. Running: stopped at the next token (or between decoding and
+        meshing two samples); waits up to `wait` seconds for the worker to confirm, so the answer
+        is usually already "cancelled", and otherwise still the running status. Finished: no-op."""
         with self._cond:
             job = self._job(job_id)
             if job.status == "queued":
@@ -269,9 +270,17 @@ class JobManager:
         return job
 
     def _retry_after(self) -> int:
-        """Seconds until a slot frees up: the running job's expected remaining time."""
-        mean = sum(self._durations) / len(self._durations) if self._durations else 10.0
-        elapsed = time.time() - self._running.started if self._running and self._running.started else 0.0
+        """Seconds until a slot frees up: the running job's expected remaining time, from the
+        durations of jobs that ran to the end (a cancelled or failed job says nothing about it)."""
+        job = self._running
+        elapsed = time.time() - job.started if job and job.started else 0.0
+        if self._durations:
+            mean = sum(self._durations) / len(self._durations)
+        elif job and job.tokens_done and elapsed:  # no job finished yet: the running one's own pace
+            done = ((job.step - 1) + job.tokens_done / TOKENS_TOTAL) / max(job.steps, 1)
+            mean = elapsed / max(done, 1e-3)
+        else:
+            mean = 10.0
         return int(min(600, max(1, math.ceil(mean - elapsed))))
 
     def _end(self, job: Job, status: str, error: str | None = None) -> None:
@@ -332,7 +341,8 @@ class JobManager:
             finally:
                 with self._cond:
                     self._running = None
-                    self._durations.append(time.time() - job.started)
+                    if status == "done":
+                        self._durations.append(time.time() - job.started)
                     self._end(job, status, error)
 
     def _set(self, job: Job, **fields: Any) -> None:
@@ -367,6 +377,8 @@ class JobManager:
         folder.mkdir(parents=True, exist_ok=True)
         results = []
         for r in out.results:
+            if job.cancel.is_set():
+                return "cancelled", None
             res = SampleResult(r.sample.group_index, None, out.generation.seed, error=r.error)
             if r.mesh is not None:
                 from ..core.mesh import export_mesh
@@ -380,7 +392,7 @@ class JobManager:
             results.append(res)
 
         rank_error = None
-        if self.ranker is not None:
+        if self.ranker is not None and not job.cancel.is_set():
             try:
                 scored = self.ranker.score(p.prompt, 2 if p.two_step else 1, out.results)
             except Exception as e:  # keep the meshes: ranking is a bonus, not the product

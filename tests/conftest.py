@@ -9,6 +9,9 @@ import pytest
 # Any accidental Hugging Face download must fail loudly, never hang or succeed silently.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Before any test module imports torch: OpenMP threads that spin while they wait make a loaded
+# 2-core machine 10-50x slower (ar3d/core/threads.py). The tests run next to other processes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AR3D_SHARED", REPO.parent / "shared"))

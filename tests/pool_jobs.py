@@ -52,3 +52,16 @@ def big(n):
     import numpy as np
 
     return np.arange(n, dtype=np.float32)
+
+
+def heavy_modules(result=None):
+    """Which of torch, torchvision, transformers this worker has imported (usable as a `then`)."""
+    import sys
+
+    return sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "transformers"})
+
+
+def interpreter():
+    import sys
+
+    return sys.executable, "bpy" in sys.modules

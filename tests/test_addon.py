@@ -78,8 +78,10 @@ class FakeServer:
     """The ``ar3d serve`` API, with knobs for the failure cases (a stand-in, no model)."""
 
     def __init__(self, port: int = 0, *, token: str = "", polls_to_done: int = 3, hang: bool = False,
-                 fail: str | None = None, bad_glb: bool = False, scores=None, slow_get: float = 0.0):
+                 fail: str | None = None, bad_glb: bool = False, scores=None, slow_get: float = 0.0,
+                 stopping: bool = False):  # fmt: skip
         self.token = token
+        self.stopping = stopping
         self.polls_to_done = polls_to_done
         self.hang = hang
         self.fail = fail
@@ -166,8 +168,12 @@ class FakeServer:
                     if job is None:
                         return self._err(404, "not_found", "no such job")
                     outer.cancelled.append(parts[2])
+                    if outer.stopping:  # a server still stopping the job answers honestly (ar3d serve)
+                        return self._send(200, {"id": parts[2], "status": job["status"], "stopping": True,
+                                                "message": "the job is stopping"})  # fmt: skip
                     job["status"] = "cancelled"
-                    return self._send(200, {"id": parts[2], "status": "cancelled"})
+                    return self._send(200, {"id": parts[2], "status": "cancelled", "stopping": False,
+                                            "message": "cancelled"})  # fmt: skip
                 return self._err(404, "not_found", self.path)
 
         self.httpd = _QuietHTTPServer(("127.0.0.1", port), Handler)
@@ -200,10 +206,10 @@ class FakeServer:
                 score = self.scores[i] if self.scores else None
                 results.append({"index": i, "url": f"/v1/jobs/{job['id']}/results/{i}.glb", "score": score,
                                 "scores": {"clip": score} if score is not None else {},
-                                "seed": (seed if seed is not None else 1000) + i})
+                                "seed": seed if seed is not None else 1000})  # one batch, one seed (as ar3d serve)
             if self.scores:
                 results.sort(key=lambda r: -r["score"])
-        return {"id": job["id"], "status": job["status"], "stage": job["status"], "step": 1, "steps": 2,
+        return {"id": job["id"], "status": job["status"], "stage": job["status"], "step": 1, "steps": 2, "samples": n,
                 "tokens_done": min(job["polls"] * 300, 1024), "tokens_total": 1024, "plans": plans,
                 "error": self.fail if job["status"] == "failed" else None, "position": 0, "results": results}
 
@@ -344,13 +350,15 @@ DRIVER = textwrap.dedent(r'''
 ''')
 
 
-def run_bpy(tmp_path: Path, zip_path: Path, scenario: str, timeout: float = 60, **cfg) -> dict:
+def run_bpy(tmp_path: Path, zip_path: Path, scenario: str, timeout: float = 60, extra_env=None, **cfg) -> dict:
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     home = tmp_path / "blender_home"
     home.mkdir(exist_ok=True)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(home))
     env.pop("PYTHONPATH", None)
+    env.pop("OMP_WAIT_POLICY", None)  # whatever this process set: the add-on must set it for its server
+    env.update(extra_env or {})
     cfg = dict(cfg, zip=str(zip_path), scenario=scenario)
     proc = subprocess.run([PY, str(script), json.dumps(cfg)], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=tmp_path)
@@ -505,6 +513,7 @@ def test_several_samples_side_by_side_best_first(ext_zip, tmp_path):
     # best first: sample 1 (0.9) at the cursor, then sample 2 (0.5), then sample 0 (0.2)
     assert [o["props"]["ar3d_sample"] for o in objs] == [1, 2, 0]
     assert [o["props"]["ar3d_score"] for o in objs] == pytest.approx([0.9, 0.5, 0.2])
+    assert "Seed: 1000 (sample 2 of 3)" in call["selected_panel"], call["selected_panel"]  # the best one is active
     assert [o["verts"] for o in objs] == [42, 8, 8]
     assert objs[0]["location"] == pytest.approx(cursor)
     for a, b in zip(objs, objs[1:]):
@@ -513,7 +522,7 @@ def test_several_samples_side_by_side_best_first(ext_zip, tmp_path):
     for o in objs:
         lo, hi = expected_bounds(o["props"]["ar3d_sample"], o["location"])
         assert o["min"] == pytest.approx(lo, abs=1e-4) and o["max"] == pytest.approx(hi, abs=1e-4)
-        assert o["props"]["ar3d_seed"] == 1000 + o["props"]["ar3d_sample"]
+        assert o["props"]["ar3d_seed"] == 1000 and o["props"]["ar3d_samples"] == 3  # as the server used it
     assert len({o["props"]["ar3d_job"] for o in objs}) == 1
 
 
@@ -544,6 +553,10 @@ def test_non_blocking_generate_and_cancel(ext_zip, tmp_path):
     assert any("Tokens" in t for t in res["panel_running"]) and "Sample 1 plan" in res["panel_running"]
     assert any("cancelled" in t for t in res["panel_idle"]), res["panel_idle"]
     assert any(t.startswith("Log: ") and t.endswith("server.log") for t in res["prefs_panel"]), res["prefs_panel"]
+
+    with FakeServer(hang=True, stopping=True) as srv:  # the server has not stopped the job yet: say so
+        out = run_bpy(tmp_path, ext_zip, "cancel", prefs={"server_url": srv.url})
+    assert "server is still stopping" in out["cancel"]["message"], out["cancel"]["message"]
 
 
 @needs_bpy
@@ -605,6 +618,7 @@ def test_local_server_started_logged_and_stopped(ext_zip, tmp_path):
     log = Path(out["log_path"])
     assert log.name == "server.log" and "extensions" in log.parts and "ar3d" in log.parts
     assert "stand-in ar3d server listening" in out["log"]
+    assert "OMP_WAIT_POLICY=PASSIVE" in out["log"], "the server must start with OpenMP's passive wait policy"
     assert out["running_after_disable"] is False
     assert not port_open(port), "the local server must stop when the add-on is disabled"
 
@@ -622,7 +636,7 @@ def _real_server_importable() -> bool:
 def test_real_server(ext_zip, tmp_path):
     """The same flow against a real `ar3d serve` subprocess (started by the add-on's local-server option)."""
     port = free_port()
-    out = run_bpy(tmp_path, ext_zip, "local_server", timeout=600,
+    out = run_bpy(tmp_path, ext_zip, "local_server", timeout=600, extra_env={"OMP_DISPLAY_ENV": "VERBOSE"},
                   prefs={"server_url": f"http://127.0.0.1:{port}", "start_local_server": True,
                          "python_path": PY, "server_start_timeout": 300.0, "generation_timeout": 500.0},
                   call={"two_step": False, "max_plan_tokens": 8, "seed": 1})
@@ -631,6 +645,8 @@ def test_real_server(ext_zip, tmp_path):
     assert len(call["new"]) >= 1
     obj = call["new"][0]
     assert obj["verts"] > 0 and obj["props"]["ar3d_prompt"] == "a local cube"
+    # OpenMP (libgomp) in the server process started with the passive wait policy: no spinning
+    assert "OMP_WAIT_POLICY = 'PASSIVE'" in out["log"] and "GOMP_SPINCOUNT = '0'" in out["log"], out["log"][-3000:]
     assert out["running_after_disable"] is False and not port_open(port)
 
 
@@ -639,7 +655,8 @@ if __name__ == "__main__":  # `python tests/test_addon.py -m ar3d.cli serve --po
     port = int(args[args.index("--port") + 1]) if "--port" in args else 8765
     time.sleep(0.5)  # like a real server loading its model: the add-on must wait for /v1/health
     with FakeServer(port) as srv:
-        print(f"stand-in ar3d server listening on {srv.url} (args: {' '.join(args)})", flush=True)
+        print(f"stand-in ar3d server listening on {srv.url} (args: {' '.join(args)}; "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})", flush=True)  # fmt: skip
         try:
             while True:
                 time.sleep(3600)

@@ -41,6 +41,7 @@ def test_generate_writes_a_watertight_glb_and_sidecar(model_dir, tmp_path, capsy
     assert len(side["codes"]) == 1 and len(side["codes"][0]) == 1024 and max(side["codes"][0]) < 64
     assert side["mesh"]["watertight"] and side["sampling"]["temperature"] == 0.7
     assert "generate_seconds" in side["timings"] and len(side["plans"]) == 1
+    assert side["threads"]["threads"] >= 1 and "passive_wait" in side["threads"] and side["diagnostics"] == {}
 
     # decode the sidecar's codes again: the same mesh, through another command and format
     ply = tmp_path / "again.ply"

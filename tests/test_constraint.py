@@ -126,3 +126,26 @@ def test_constraint_holds_under_adversarial_logits(tiny_policy):
         assert sum(step.mesh_mask) == 1024 and sum(step.reasoning_mask) == start, adversary
     assert out.samples[2].steps[0].completion_ids.index(v.start_id) == 0  # the stop mass became <mesh-start>
     assert out.samples[3].steps[0].completion_ids.index(v.start_id) == 8  # forced when the budget ran out
+
+
+def test_padding_rows_beyond_the_tokenizer_are_never_allowed():
+    c = MeshConstraint(VOCAB, V, [EOS, PAD], 3, tokenizer_size=38)  # ids 38, 39: lm_head padding
+    a = allowed(c, [PLAN, MESH, MESH, DONE], [0, 0, 4, 0])
+    assert not a[:, 38:].any()
+    assert a[0, :20].sum() == 18  # the real text tokens still are (all but EOS, PAD)
+
+
+def test_sanitize_nan_and_inf_on_the_device():
+    c = make()
+    st = state([PLAN, MESH, MESH, PLAN], [0, 0, 0, 0])
+    logits = torch.randn(4, V)
+    logits[0] = float("nan")  # nothing usable: uniform over what is allowed
+    logits[1, 25] = float("inf")  # overflowed upwards: the most likely code, finite
+    logits[2, 3] = float("-inf")  # a -inf alone is recorded, the row is otherwise fine
+    out, bad = c.sanitize(logits, st)
+    assert bad.tolist() == [True, True, True, False]
+    assert not torch.isnan(out).any() and not torch.isposinf(out).any()
+    assert torch.equal(out[0], c.mask_logits(torch.zeros(1, V), state([PLAN], [0]))[0])  # uniform, allowed only
+    assert out[1].argmax() == 25 and torch.isfinite(out[1, 20:36]).all()
+    probs = (out / 0.7).softmax(-1)
+    assert torch.isfinite(probs).all() and torch.allclose(probs.sum(-1), torch.ones(4))

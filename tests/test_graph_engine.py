@@ -216,3 +216,70 @@ def test_cuda_graph_is_used(tiny_policy_dir):
     policy = Policy.load(tiny_policy_dir, device="cuda", dtype="float32", engine="graph")
     policy.generate("a chair", samples=2, sampling=SamplingConfig(max_plan_tokens=4), seed=0)
     assert policy.engine.last_timings["cuda_graph"] and policy.engine._graph_failed is None
+
+
+# --- NaN / ±inf logits (fp16 overflow on GPUs without bf16) and lm_head padding rows ------------
+def _poison_lm_head(model, poison):
+    """A forward hook on lm_head that rewrites its output, as an overflowing model would."""
+    head = model.get_output_embeddings()
+
+    def hook(module, args, out):
+        out = out.clone()
+        poison(out)
+        return out
+
+    return head.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("engine", ["graph", "transformers"])
+def test_nan_and_inf_logits_are_sanitized_and_recorded(tiny, engine):
+    """Row 0: every logit NaN; row 1: +inf on a text token and a mesh code, -inf on others; row 2
+    clean. Every row still ends as a valid mesh, and the result says which rows were hit."""
+    model, tokenizer = tiny
+    policy = Policy(model, tokenizer, engine=engine)
+    text_id = tokenizer.convert_tokens_to_ids("a") if "a" in tokenizer.get_vocab() else 10
+    code_id = policy.vocab.code_offset + 3
+
+    def poison(out):  # [B, T, V]
+        out[0] = float("nan")
+        out[1, ..., text_id] = float("inf")
+        out[1, ..., code_id] = float("inf")
+        out[1, ..., :5] = float("-inf")
+
+    handle = _poison_lm_head(model, poison)
+    try:
+        res = policy.generate(["a chair", "a vase", "a lamp"], sampling=SamplingConfig(max_plan_tokens=4), seed=0)
+    finally:
+        handle.remove()
+    assert res.engine == engine
+    for sample in res.samples:  # _parse already checked: plan, <mesh-start>, 1024 codes, <mesh-end>
+        (step,) = sample.steps
+        assert len(step.codes) == policy.vocab.tokens_per_mesh
+    hit = res.diagnostics["step1_nonfinite_logits"]
+    assert hit[0] > 1000 and hit[1] > 1000 and hit[2] == 0, hit  # row 2 never saw a bad logit
+    row1 = res.samples[1].steps[0]
+    assert (row1.codes == 3).all(), "+inf on a code is the most likely code, not an error"
+    assert row1.completion_ids[: row1.completion_ids.index(policy.vocab.start_id)] == [text_id] * 4
+
+
+@pytest.mark.parametrize("engine", ["graph", "transformers"])
+def test_plan_never_samples_lm_head_padding_rows(tiny, engine):
+    """The checkpoint pads lm_head beyond the tokenizer; even when those rows have the largest
+    logits, plans hold only ids the tokenizer knows (they enter plan texts and the trainer's masks)."""
+    model, tokenizer = tiny
+    policy = Policy(model, tokenizer, engine=engine)
+    size = len(tokenizer)
+    assert policy.vocab_size > size, "the tiny policy must have padding rows for this test"
+
+    def poison(out):
+        out[..., size:] = 50.0
+
+    handle = _poison_lm_head(model, poison)
+    try:
+        res = policy.generate(["a chair", "a vase"], sampling=SamplingConfig(max_plan_tokens=6), seed=0)
+    finally:
+        handle.remove()
+    for sample in res.samples:
+        ids = sample.steps[0].completion_ids
+        assert max(ids) < size, [i for i in ids if i >= size]
+        assert len(ids) == 6 + 1026  # the plan ran to its cap on real tokens

@@ -100,8 +100,16 @@ def test_job_that_always_segfaults_fails_with_reason_others_finish():
         assert pool.call(job("echo"), "after").result(timeout=30).result == "after"
 
 
+def test_a_timeout_is_not_retried_by_default():
+    with RenderPool(fast(workers=1, timeout_s=0.5, max_retries=2)) as pool:
+        res = pool.call(job("sleep"), 60).result(timeout=30)
+        assert not res.ok and res.error == "timed out after 0.5 s" and res.attempts == 1
+        assert pool.stats().timeouts == 1 and pool.stats().retries == 0
+        assert pool.call(job("pid")).result(timeout=30).ok  # a fresh worker took over
+
+
 def test_hang_times_out_and_worker_is_replaced():
-    with RenderPool(fast(workers=1, timeout_s=0.5, max_retries=1)) as pool:
+    with RenderPool(fast(workers=1, timeout_s=0.5, max_retries=1, retry_timeouts=True)) as pool:
         first = pool.call(job("pid")).result(timeout=30).result
         t0 = time.monotonic()
         res = pool.call(job("sleep"), 60).result(timeout=30)
@@ -348,3 +356,90 @@ def test_worker_memory_stays_flat_over_300_renders(render_module):
     assert len(pids) == 1
     growth = rss[299] - rss[49]
     assert growth < 8 * 2**20, f"worker RSS grew by {growth / 2**20:.1f} MB from job 50 to 300"
+
+
+def test_workers_are_torch_free_even_when_the_caller_has_torch(render_module, tmp_path):
+    """A real worker that rendered, wrote a farm item and ran the eval's write-back imports
+    neither torch nor torchvision (~90 MB each worker would carry), whatever the caller has."""
+    import torch  # noqa: F401  (the caller has it; a spawn-started worker re-imported its main module)
+    import trimesh
+
+    box = tmp_path / "box.ply"
+    trimesh.creation.box().export(box)
+    config = render_module.RenderConfig(resolution=32, views=2)
+    with RenderPool(PoolConfig(workers=1), config) as pool:
+        farm = pool.submit(str(box), then=("ar3d.headless.farm:write_in_worker", (str(tmp_path / "out"), "box", str(box))))
+        evaluation = pool.submit(str(box), then=("ar3d.evaluation._jobs:write_views", (str(tmp_path / "ev"), "b", str(box))))
+        assert farm.result(timeout=120).ok and evaluation.result(timeout=120).ok
+        after = pool.submit(str(box), then=(job("heavy_modules"), ())).result(timeout=120)
+    assert after.ok, after.error
+    assert after.result == [], f"a render worker imported {after.result}"
+    assert (tmp_path / "out" / "box" / "render.json").is_file()
+
+
+VENV_CALLER = textwrap.dedent(
+    """
+    import sys
+
+    class NoBpy:  # this process must not (and here cannot) import bpy
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("bpy", "_bpy"):
+                raise ImportError("bpy is blocked in the caller")
+
+    sys.meta_path.insert(0, NoBpy())
+    import trimesh
+    from ar3d.headless.pool import PoolConfig, RenderPool
+    from ar3d.headless.render import RenderConfig
+
+    if __name__ == "__main__":
+        jobs = sys.argv[1]
+        with RenderPool(PoolConfig(workers=1), RenderConfig(resolution=32, views=1)) as pool:
+            res = pool.submit(trimesh.creation.box()).result()
+            assert res.ok and res.result.images.shape == (1, 32, 32, 4), res.error
+            assert res.result.mask.any()
+            where = pool.call(jobs + ":interpreter").result()
+        assert where.ok, where.error
+        assert "bpy" not in sys.modules
+        print(where.result[0], where.result[1], sys.executable)
+    """
+)
+
+
+def test_workers_run_under_a_separate_python_that_has_bpy(render_module, tmp_path):
+    """AR3D_BLENDER_PYTHON names the workers' interpreter: here a venv made for the test (its
+    packages come from this one's site-packages through a .pth file), while the caller cannot
+    import bpy at all."""
+    import site
+
+    venv = tmp_path / "blender-venv"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)],
+                   check=True, timeout=120)  # fmt: skip
+    python = venv / "bin" / "python"
+    site_dir = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    (site_dir / "render_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    script = tmp_path / "caller.py"
+    script.write_text(VENV_CALLER)
+    env = {**os.environ, "AR3D_BLENDER_PYTHON": str(python)}
+    out = subprocess.run([sys.executable, str(script), JOBS], capture_output=True, text=True, timeout=180,
+                         cwd=tmp_path, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    worker_python, worker_has_bpy, caller_python = out.stdout.split()
+    assert worker_python == str(python) != caller_python
+    assert worker_has_bpy == "True"
+
+
+def test_a_missing_worker_python_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("AR3D_BLENDER_PYTHON", "/nonexistent/python3.11")
+    with pytest.raises(ValueError, match=r"AR3D_BLENDER_PYTHON.*not an executable.*bpy"):
+        RenderPool(fast())
+
+
+def test_backend_settings_are_checked():
+    from ar3d.headless.pool import open_pool
+    from ar3d.trainer.config import RenderSection
+
+    with pytest.raises(ValueError, match="backend must be 'local' or 'ray'"):
+        open_pool(fast(), None, backend="slurm")
+    assert any(k == "backend" for k, _ in RenderSection(backend="slurm").check())
+    assert RenderSection(python="/opt/blender-py/bin/python").to_pool_config().python == "/opt/blender-py/bin/python"

@@ -204,3 +204,42 @@ def test_quantized_bytes_counts_fused_storage_once(tiny_policy_dir):
     head = model.get_output_embeddings().weight.shape
     quantize_model(model, "fp8")
     assert quantized_bytes(model) == linears + head[0] * head[1] + 4 * (channels + head[0])
+
+
+@pytest.mark.skipif(CUDA, reason="checks the refusal on a machine without a GPU")
+def test_cli_precision_on_cpu_is_one_line_before_the_weights_load(capsys, monkeypatch):
+    """`ar3d generate --precision fp8` on a CPU: exit 2, one line naming the fallback, and the
+    policy's weights are never read (the check sits in Policy.load before from_pretrained)."""
+    import transformers
+
+    from ar3d.cli import main
+
+    def boom(*a, **k):
+        raise AssertionError("weights loaded before the precision was checked")
+
+    monkeypatch.setattr(transformers.Qwen2_5_VLForConditionalGeneration, "from_pretrained", boom)
+    code = main(["generate", "a chair with four legs", "-o", "/tmp/ar3d-precision-test.glb", "--precision", "fp8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "needs a CUDA GPU" in err and "leave --precision unset" in err
+
+
+def test_eval_settings_record_precision_and_refuse_mixing(tmp_path, monkeypatch):
+    """A rerun of `ar3d eval` with another precision would mix samples: refused like other settings;
+    a run made before precision was recorded counts as the default."""
+    from ar3d.evaluation.benchmark import load_benchmark
+    from ar3d.evaluation.runner import EvalConfig, EvalError, EvalRunner
+
+    monkeypatch.delenv("AR3D_PRECISION", raising=False)
+    run = EvalRunner(EvalConfig(out=tmp_path, precision="fp8"))
+    settings = run.settings(load_benchmark(None))
+    assert settings["precision"] == "fp8"
+    old = dict(settings, precision="default")
+    (tmp_path / "eval.json").write_text(__import__("json").dumps(old))
+    with pytest.raises(EvalError, match="precision: 'default' there, 'fp8' now"):
+        run._check_resume(settings)
+    del old["precision"]  # an older run: recorded nothing, ran in the default precision
+    (tmp_path / "eval.json").write_text(__import__("json").dumps(old))
+    with pytest.raises(EvalError, match="precision"):
+        run._check_resume(settings)
+    EvalRunner(EvalConfig(out=tmp_path))._check_resume(dict(settings, precision="default"))

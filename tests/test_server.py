@@ -128,7 +128,8 @@ def test_cancel_running_and_queued_and_queue_limit(pipe):
         assert_error(c.get(f"/v1/jobs/{a['id']}/results/0.glb"), 409, "not_ready", "poll")
 
         r = c.delete(f"/v1/jobs/{b['id']}")  # queued: removed at once
-        assert r.status_code == 200 and r.json() == {"id": b["id"], "status": "cancelled"}
+        assert r.status_code == 200 and r.json() == {"id": b["id"], "status": "cancelled", "stopping": False,
+                                                     "message": "cancelled"}  # fmt: skip
         gone = c.get(f"/v1/jobs/{b['id']}").json()
         assert gone["status"] == "cancelled" and gone["position"] is None and gone["started"] is None
 
@@ -171,6 +172,13 @@ def test_health_and_openapi(pipe, small_pair):
         ({"prompt": "a chair", "top_p": 0}, ["top_p"]),
         ({"prompt": "a chair", "max_plan_tokens": 5000}, ["max_plan_tokens"]),
         ({"prompt": "a chair", "two-step": True}, ["two-step", "Extra inputs"]),
+        # strict types: a client's bug is an error, not a guess
+        ({"prompt": "a chair", "samples": True}, ["samples", "integer"]),
+        ({"prompt": "a chair", "samples": "2"}, ["samples", "integer"]),
+        ({"prompt": "a chair", "max_plan_tokens": False}, ["max_plan_tokens", "integer"]),
+        ({"prompt": "a chair", "two_step": 1}, ["two_step", "boolean"]),
+        ({"prompt": "a chair", "temperature": "0.5"}, ["temperature", "number"]),
+        ({"prompt": "a chair", "seed": 1.5}, ["seed"]),
     ],
 )
 def test_bad_job_requests(pipe, body, words):
@@ -356,6 +364,150 @@ def test_internal_errors_are_generic_and_logged(pipe, caplog):
         err = assert_error(c.get("/v1/boom"), 500, "internal", "server log")
     assert "secret detail" not in err["message"]
     assert any(r.exc_info and "secret detail" in str(r.exc_info[1]) for r in caplog.records)
+
+
+# --- limits: body size, content type, methods, Retry-After, honest cancel ----------------------
+def _asgi_post(app, path: str, chunks, headers):
+    """One POST straight through the ASGI app; returns (status, headers, body, chunks the app read)."""
+    import asyncio
+
+    pulled = [0]
+    sent: list[dict] = []
+    chunks = list(chunks)
+
+    async def receive():
+        if pulled[0] < len(chunks):
+            pulled[0] += 1
+            return {"type": "http.request", "body": chunks[pulled[0] - 1], "more_body": pulled[0] < len(chunks)}
+        await asyncio.sleep(3600)  # a client that sends nothing more
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8765)}  # fmt: skip
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body, pulled[0]
+
+
+def test_request_body_limit_without_reading_the_body():
+    """A 200 MB POST is refused with 413 before it is read: by its Content-Length at once, and a
+    chunked one (no length) after the limit's worth of chunks, not all of them."""
+    import json as _json
+
+    app = create_app(BoxPipeline(), ServerConfig())
+    try:
+        mb = b"x" * 2**20
+        status, _, body, pulled = _asgi_post(app, "/v1/jobs", [mb] * 200,
+                                             {"content-type": "application/json", "content-length": str(200 * 2**20)})  # fmt: skip
+        assert status == 413 and pulled == 0, (status, pulled)
+        assert _json.loads(body)["error"]["code"] == "too_large"
+        status, _, body, pulled = _asgi_post(app, "/v1/jobs", [mb] * 200, {"content-type": "application/json"})
+        assert status == 413 and pulled <= 2, (status, pulled)
+        ok = _json.dumps({"prompt": "a chair", "max_plan_tokens": 2}).encode()
+        status, _, body, _ = _asgi_post(app, "/v1/jobs", [ok[:10], ok[10:]], {"content-type": "application/json"})
+        assert status == 202, body  # a small chunked body still works
+    finally:
+        app.state.jobs.close()
+
+
+def test_content_type_options_and_allow():
+    app = create_app(BoxPipeline(), ServerConfig())
+    with TestClient(app) as c:
+        body = b'{"prompt": "a chair"}'
+        for ctype in ("text/plain", "application/x-www-form-urlencoded"):
+            assert_error(c.post("/v1/jobs", content=body, headers={"content-type": ctype}), 415,
+                         "unsupported_media_type", "application/json", ctype)  # fmt: skip
+        assert c.get("/v1/health").json()["queue"]["queued"] == 0
+        r = c.post("/v1/jobs", content=body, headers={"content-type": "application/json; charset=utf-8"})
+        assert r.status_code == 202
+        job = r.json()["id"]
+        r = c.options(f"/v1/jobs/{job}")
+        assert r.status_code == 204
+        allow = {m.strip() for m in r.headers["allow"].split(",")}
+        assert {"GET", "DELETE", "OPTIONS"} <= allow and "POST" not in allow
+        r = c.put(f"/v1/jobs/{job}")
+        assert_error(r, 405, "method_not_allowed", "DELETE")
+        assert "DELETE" in r.headers["allow"]
+        assert {m.strip() for m in c.options("/v1/jobs").headers["allow"].split(",")} >= {"POST", "OPTIONS"}
+
+
+class SlowPipeline(BoxPipeline):
+    """BoxPipeline that takes `seconds` a job, or ignores cancel for `deaf` seconds first: the
+    durations and stages a real model has, without its cost (a test double: timing control)."""
+
+    def __init__(self, seconds: float = 0.0, deaf: float = 0.0):
+        super().__init__()
+        self.seconds, self.deaf = seconds, deaf
+
+    def generate(self, prompts, samples=1, two_step=False, sampling=None, seed=None, progress=None, should_stop=None,
+                 mesh_config=None):
+        from ar3d.core.engine import GenerationCancelled
+        from ar3d.core.policy import Progress
+
+        t0 = time.monotonic()
+        if progress:
+            progress(Progress(1, 1, "mesh", 10))
+        time.sleep(self.deaf)  # a stage that does not look at the cancel flag
+        while time.monotonic() - t0 < self.seconds:
+            if should_stop and should_stop():
+                raise GenerationCancelled("generation cancelled")
+            time.sleep(0.01)
+        return super().generate(prompts, samples, two_step, sampling, seed, None, None)
+
+
+def test_retry_after_counts_finished_jobs_not_cancelled_ones():
+    app = create_app(SlowPipeline(seconds=4.0), ServerConfig(max_queue=1))
+    with TestClient(app) as c:
+        first = c.post("/v1/jobs", json={"prompt": "a chair"}).json()
+        assert poll(c, first["id"], finished, timeout=60)[-1]["status"] == "done"  # took >= 4 s
+        for _ in range(3):  # jobs cancelled at once: they say nothing about how long a job takes
+            j = c.post("/v1/jobs", json={"prompt": "a stool"}).json()
+            poll(c, j["id"], lambda s: s["status"] != "queued")
+            assert c.post(f"/v1/jobs/{j['id']}/cancel").json()["status"] == "cancelled"
+        running = c.post("/v1/jobs", json={"prompt": "a lamp"}).json()
+        poll(c, running["id"], lambda s: s["status"] != "queued")
+        c.post("/v1/jobs", json={"prompt": "a vase"})  # fills the queue
+        full = c.post("/v1/jobs", json={"prompt": "a box"})
+        assert_error(full, 429, "busy")
+        # ~4 s minus what the running job has done; the cancelled ones would pull the mean to ~1 s
+        assert int(full.headers["Retry-After"]) >= 2, full.headers["Retry-After"]
+        c.delete(f"/v1/jobs/{running['id']}")
+
+
+def test_cancel_reply_says_stopping_until_the_job_has_stopped():
+    app = create_app(SlowPipeline(seconds=1.0, deaf=4.0), ServerConfig())
+    with TestClient(app) as c:
+        job = c.post("/v1/jobs", json={"prompt": "a chair"}).json()
+        poll(c, job["id"], lambda s: s["status"] == "coarse")
+        r = c.post(f"/v1/jobs/{job['id']}/cancel").json()  # the server waits 2 s; the job needs ~4
+        assert r["status"] == "coarse" and r["stopping"] is True and "stopping" in r["message"], r
+        final = poll(c, job["id"], finished, timeout=30)[-1]
+        assert final["status"] == "cancelled" and final["results"] == []
+        again = c.post(f"/v1/jobs/{job['id']}/cancel").json()
+        assert again == {"id": job["id"], "status": "cancelled", "stopping": False, "message": "cancelled"}
+
+
+def test_cancel_lands_inside_the_vqvae_decode(pipe):
+    """A decode takes seconds on a busy CPU: a cancel stops it between the decoder's layers, and
+    the decoder is left as it was (no hook stays behind)."""
+    from ar3d.core.engine import GenerationCancelled
+
+    codes = np.zeros((2, 1024), dtype=np.int64)
+    calls = []
+
+    def stop_after_three():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(GenerationCancelled):
+        pipe.decode(codes, should_stop=stop_after_three)
+    assert len(calls) == 4  # stopped at the 4th layer, not after the whole decode
+    assert pipe.decode(codes).shape == (2, 64, 64, 64) and len(calls) == 4
 
 
 def test_smoothing_field_reaches_the_mesh_settings():

@@ -107,7 +107,7 @@ def _toy_trainer(tmp, pair, prompts, steps, **over):
 
     cfg = _config(tmp, pair, prompts, train__steps=steps, **over)
     cfg.rollout.two_step = False
-    config = RewardConfig(step1=[TermConfig("fewer_voxels")], step2=[])
+    config = RewardConfig(step1=[], step2=[TermConfig("fewer_voxels")])
     return HiGRPOTrainer(cfg, ensemble=RewardEnsemble(config, rewards={"fewer_voxels": FewerVoxels()}))
 
 
@@ -149,7 +149,7 @@ def test_lora_trains_only_the_adapter_and_exports_a_merged_policy(tmp_path, smal
     cfg.model.lora.enabled = True
     cfg.model.lora.r = 4
     cfg.rollout.two_step = False
-    config = RewardConfig(step1=[TermConfig("fewer_voxels")], step2=[])
+    config = RewardConfig(step1=[], step2=[TermConfig("fewer_voxels")])
     lora = HiGRPOTrainer(cfg, ensemble=RewardEnsemble(config, rewards={"fewer_voxels": FewerVoxels()}))
     assert lora.ref_model is None
     named = dict(lora.accelerator.unwrap_model(lora.model).named_parameters())
@@ -171,7 +171,7 @@ def test_two_processes_with_ddp(tmp_path, small_pair, prompts_file):
 
     cfg = _config(tmp_path, small_pair, prompts_file, train__steps=1)
     cfg.rollout.two_step = False
-    cfg.rewards = {"preset": "geometry", "step1": [{"reward": "geometry.fill"}], "step2": []}
+    cfg.rewards = {"preset": "geometry", "step1": [], "step2": [{"reward": "geometry.fill"}]}
     path = cfg.save(tmp_path / "ddp.toml")
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
     import socket

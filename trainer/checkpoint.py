@@ -16,7 +16,8 @@ A checkpoint is a folder ``<dir>/step-00000100`` holding::
                             keeps only the main process's copy, so ar3d saves these itself
     config.toml             the run's ``TrainConfig``
     metrics.json            a small JSON of the metrics so far (whatever the trainer passes)
-    trainer_state.json      step, data position, world size, time — written LAST
+    trainer_state.json      step, data position, world size, time, and the size of every
+                            other file (``files``) — written LAST
 
 The data position is the same on every process (``PromptSource`` walks one global stream), so
 it lives in ``trainer_state.json`` rather than per process.
@@ -26,6 +27,12 @@ only when complete (a rename is atomic on POSIX), so a crash mid-save never dama
 complete checkpoint; ``latest()`` ignores ``.tmp-*`` folders and folders without
 ``trainer_state.json``, and the next save deletes stale temp folders. The last ``keep_last``
 complete checkpoints are kept. With several nodes ``dir`` must be on a shared file system.
+
+Integrity: ``load`` first compares every file with the size ``trainer_state.json`` recorded
+(a copy cut short by a full disk or an interrupted rsync is caught before any library reads it)
+and reads this process's RNG state itself (accelerate skips an unreadable one with a log line);
+either problem is a ``CheckpointError`` naming the file and the previous checkpoint to resume
+from instead. Sizes, not hashes: hashing a 7B checkpoint on every save and resume costs minutes.
 
 Every process must call ``save``/``load`` (FSDP and ZeRO-3 gather or scatter shards
 collectively); only the main process writes the shared files.
@@ -245,7 +252,8 @@ class CheckpointManager:
                     (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
             (tmp / "metrics.json").write_text(json.dumps(metrics or {}, indent=2, default=_json_default))
             state = {"format": FORMAT_VERSION, "step": int(step), "data": data_state, "world_size": self.world_size,
-                     "accelerate": self.accelerator is not None, "time": time.time(), "extra": extra or {}}  # fmt: skip
+                     "accelerate": self.accelerator is not None, "time": time.time(), "extra": extra or {},
+                     "files": _file_sizes(tmp)}  # fmt: skip
             _write_json_atomic(tmp / STATE_FILE, state)  # last: marks the folder complete
             if final.exists():  # re-saving a step (e.g. after resuming from it): swap, then delete
                 old = self.root / f".tmp-old-{final.name}"
@@ -290,25 +298,36 @@ class CheckpointManager:
             how = "with" if state.get("accelerate") else "without"
             raise CheckpointError(f"checkpoint '{path}' was saved {how} an Accelerator; resume it the same way")
 
-        if self.accelerator is not None:
-            self.accelerator.load_state(str(path / "accelerate"))
-        else:
-            if model is not None:
-                _load_weights(model, path / "model.safetensors")
-            if optimizer is not None:
-                optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-            if scheduler is not None:
-                scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-            rng_file = path / f"rng_rank{self.rank}.pt"
-            if rng_file.is_file():
-                set_rng_state(torch.load(rng_file, weights_only=False))
-            else:  # resumed on more processes than saved: fresh but deterministic per rank
-                print(f"[ar3d] {rng_file.name} missing in '{path}'; rank {self.rank} keeps its seeded RNG", file=sys.stderr)
+        self._check_files(path, state.get("files"))
+        try:
+            if self.accelerator is not None:
+                rng_file = path / "accelerate" / f"random_states_{self.rank}.pkl"
+                if rng_file.is_file():  # accelerate would skip an unreadable one with a log line
+                    self._read(rng_file, path)
+                self.accelerator.load_state(str(path / "accelerate"))
+            else:
+                if model is not None:
+                    _load_weights(model, path / "model.safetensors")
+                if optimizer is not None:
+                    optimizer.load_state_dict(self._read(path / "optimizer.pt", path))
+                if scheduler is not None:
+                    scheduler.load_state_dict(self._read(path / "scheduler.pt", path))
+                rng_file = path / f"rng_rank{self.rank}.pt"
+                if rng_file.is_file():
+                    set_rng_state(self._read(rng_file, path))
+                else:  # resumed on more processes than saved: fresh but deterministic per rank
+                    print(f"[ar3d] {rng_file.name} missing in '{path}'; rank {self.rank} keeps its seeded RNG", file=sys.stderr)
+        except CheckpointError:
+            raise
+        except Exception as e:  # a library's own error on a damaged file: say which checkpoint and what to do
+            raise CheckpointError(
+                f"cannot load checkpoint '{path}': {type(e).__name__}: {str(e)[:300]}. {self._previous_hint(path)}"
+            ) from e
         for name, obj in (stateful or {}).items():
             f = path / f"state_{name}_rank{self.rank}.pt"
             if not f.is_file():
                 raise CheckpointError(f"checkpoint '{path}' has no state '{name}' for rank {self.rank} ({f.name})")
-            _set_state(obj, torch.load(f, weights_only=False))
+            _set_state(obj, self._read(f, path))
 
         config = None
         if (path / "config.toml").is_file():
@@ -320,6 +339,43 @@ class CheckpointManager:
         metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
         return ResumeState(path=path, step=int(state["step"]), data_state=state.get("data"), metrics=metrics,
                            config=config, extra=state.get("extra") or {})  # fmt: skip
+
+
+    # -- integrity ------------------------------------------------------------------------------
+    def previous(self, path: Path) -> Path | None:
+        """The newest complete checkpoint before ``path`` in its folder (None if none)."""
+        m = STEP_DIR.match(path.name)
+        if not m:
+            return None
+        older = [p for p in list_checkpoints(path.parent) if int(STEP_DIR.match(p.name).group(1)) < int(m.group(1))]
+        return older[-1] if older else None
+
+    def _previous_hint(self, path: Path) -> str:
+        prev = self.previous(path)
+        if prev is None:
+            return "There is no earlier checkpoint: start afresh (without --resume) or restore the file."
+        return f"Resume from the previous checkpoint instead: --resume {prev}"
+
+    def _check_files(self, path: Path, sizes: Mapping[str, int] | None) -> None:
+        for rel, size in (sizes or {}).items():
+            f = path / rel
+            actual = f.stat().st_size if f.is_file() else None
+            if actual != size:
+                what = "is missing" if actual is None else f"is truncated or damaged ({actual} of {size} bytes)"
+                raise CheckpointError(f"checkpoint file '{f}' {what}. {self._previous_hint(path)}")
+
+    def _read(self, f: Path, path: Path) -> Any:
+        try:
+            return torch.load(f, weights_only=False)
+        except Exception as e:
+            raise CheckpointError(
+                f"checkpoint file '{f}' cannot be read ({type(e).__name__}: {str(e)[:200]}); "
+                f"it is truncated or damaged. {self._previous_hint(path)}"
+            ) from e
+
+
+def _file_sizes(root: Path) -> dict[str, int]:
+    return {str(f.relative_to(root)): f.stat().st_size for f in sorted(root.rglob("*")) if f.is_file()}
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

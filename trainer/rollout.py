@@ -3,7 +3,8 @@
 
 This is the whole data side of a training step, apart from the loss: the trainer hands it a
 list of prompts and gets back, per prompt group, each step's token rows (for the log-probs)
-and each step's reward (R̃_high for step 1, R_low for step 2; one-step GRPO uses R_high alone).
+and each step's reward (R̃_high for step 1, R_low for step 2; one-step GRPO scores its only mesh
+with step 2's terms, as ``rollout.two_step`` documents: that mesh is the final, refined one).
 
 Generation goes through ``Policy.generate`` and so through the policy's engine (issue #9's
 faster engines plug in there). Rendering goes through a ``RenderPool`` (long-lived Blender
@@ -104,6 +105,9 @@ class RolloutRunner:
         # Sharded training (FSDP, ZeRO-3) must gather the full weights around generation.
         self.generation_context = generation_context or contextlib.nullcontext
         self.needs = reward_needs(ensemble)
+        if not two_step and not ensemble.terms(2):
+            raise ValueError("one-step GRPO (rollout.two_step = false) is scored with [rewards].step2's terms, "
+                             "and step2 is empty: list the rewards under step2")  # fmt: skip
         if "views" in self.needs and pool is None:
             raise ValueError("the configured rewards read rendered views: pass a RenderPool")
 
@@ -130,7 +134,7 @@ class RolloutRunner:
                 views=st.views if "views" in self.needs else None,
                 meshes=st.meshes,
                 occupancy=st.occupancy,
-                step=k + 1,
+                step=k + 1 if self.two_step else 2,  # one-step: the final mesh, step 2's terms
                 step1_plans=[o.plan for o in steps[0].outputs],
                 metadata=meta,
             )

@@ -17,8 +17,11 @@ One training step (see ``trainer/config.py`` for the units):
    L = L1 + L2 with each step's loss normalised by that step's token count over the whole
    global batch (all micro-batches, all processes), then one optimizer step.
 
-Distributed runs go through accelerate (DDP, FSDP, DeepSpeed ZeRO-3 configs in
-``trainer/configs/accelerate``): ``accelerate launch -m ar3d.cli train --config …``.
+Distributed runs go through accelerate (DDP and FSDP configs in ``trainer/configs/accelerate``):
+``accelerate launch -m ar3d.cli train --config …``. Every choice that changes how many forward
+passes or collectives a process runs (another rollout batch, a skipped step, how many chunks)
+is agreed on by all processes (``distributed.py``): a process that skipped one collective its
+peers entered once hung the run (README, "Training").
 """
 
 from __future__ import annotations
@@ -40,8 +43,19 @@ from .advantages import DynamicSampling, group_advantages
 from .checkpoint import CheckpointManager, GracefulStop, export_policy
 from .config import TrainConfig
 from .data import PromptSource
+from .distributed import (
+    any_process,
+    check_sharding,
+    full_weights,
+    is_sharded,
+    make_accelerator,
+    mean_across_processes,
+    same_count,
+)
+from .lora_merge import MergedLora
 from .loss import LossConfig, completion_logprobs, pack, policy_loss
 from .metrics import MetricsLogger, render_grid
+from .resume import check_resume_config, no_checkpoint_message
 from .rollout import Rollout, RolloutRunner, reward_needs
 
 
@@ -80,15 +94,17 @@ class HiGRPOTrainer:
 
     def __init__(self, config: TrainConfig, *, ensemble=None, pool=None, pipeline=None,
                  log: Callable[[str], None] | None = None) -> None:  # fmt: skip
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         from ..core.pipeline import TextTo3D
         from ..core.rewards import RewardEnsemble
+        from ..core.threads import apply as apply_threads
 
+        apply_threads()  # CPU threads and OpenMP's wait policy (core/threads.py); `ar3d train` chose them first
         self.cfg = cfg = config
-        self.accelerator = acc = Accelerator()
-        _check_sharding(acc)
+        self.accelerator = acc = make_accelerator()
+        check_sharding(acc)
+        sharded = is_sharded(acc)
         self.log = log or (lambda msg: acc.print(f"[ar3d train] {msg}"))
         set_seed(cfg.train.seed, device_specific=True)  # different samples on every process
         # The prompt file first: a typo there should not wait for a 7B model to load.
@@ -98,14 +114,17 @@ class HiGRPOTrainer:
 
         # -- policy (+ VQ-VAE): trainable weights in fp32, compute in bf16 via autocast ---------
         lora = cfg.model.lora.enabled
+        # precision "default": rollouts sample from the weights being trained (never $AR3D_PRECISION's 8 bits)
         self.pipeline = pipeline or TextTo3D.load(cfg.model.policy, cfg.model.vqvae, device=str(device),
-                                                  dtype=compute if lora else torch.float32)  # fmt: skip
+                                                  dtype=compute if lora else torch.float32, precision="default")  # fmt: skip
         policy = self.pipeline.policy
         self.base_path = policy.path
         model = policy.model
         self.ref_model = None
         if cfg.algorithm.beta > 0 and not lora:
             self.ref_model = copy.deepcopy(model).to(compute).eval().requires_grad_(False)
+            if sharded:  # FSDP shards the reference too: no second full copy per process
+                self.ref_model = acc.prepare_model(self.ref_model, evaluation_mode=True)
         # The vision tower never sees an image in text-to-3D: freeze it (DDP would otherwise wait
         # for gradients that never come).
         for name, p in model.named_parameters():
@@ -132,27 +151,21 @@ class HiGRPOTrainer:
         scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=cfg.warmup_updates(),
                                   num_training_steps=cfg.optimizer_updates())  # fmt: skip
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
-        policy.model = acc.unwrap_model(self.model)  # generation runs on the unwrapped module
-        from accelerate.utils import DistributedType as _DT
-
-        if acc.distributed_type in (_DT.FSDP, _DT.DEEPSPEED):
-            # Sharded weights: only transformers' generate can gather them, in lockstep across
-            # processes (synced_gpus); the graph engine reads whole weights.
-            from ..core.engine import HFEngine
-
-            policy.engine = HFEngine(policy.model, policy.pad_id)
-            policy.engine.synced_gpus = True
+        # Generation runs on the unwrapped module, with the policy's own engine (the graph engine
+        # for Qwen2 stacks); under FSDP the rollout gathers the full weights first (_full_weights).
+        policy.model = acc.unwrap_model(self.model)
         self.policy = policy
+        # LoRA: rollouts run the adapter folded into the weights (lora_merge.py), exactly undone after.
+        use_merge = lora and cfg.model.lora.merge_rollouts and not sharded
+        self._merged_lora = MergedLora(policy.model) if use_merge else None
         self.constraint = policy.constraint(cfg.rollout.sampling.to_sampling_config())
         self.loss_cfg = LossConfig(eps_low=cfg.algorithm.eps_low, eps_high=cfg.algorithm.eps_high,
                                    clip=cfg.algorithm.clip, beta=cfg.algorithm.beta,
                                    aggregation=cfg.algorithm.aggregation)  # fmt: skip
         self.trainable = trainable
-        from accelerate.utils import DistributedType
-
         # Sharded wrappers forward attribute access to the inner model, but their own forward
         # must run (it gathers the shards): no shortcut through model.model + lm_head.
-        self._use_forward = True if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED) else None
+        self._use_forward = True if sharded else None
         self.pad_id = policy.pad_id
 
         # -- rewards, renders, data, logs, checkpoints ---------------------------------------
@@ -161,9 +174,9 @@ class HiGRPOTrainer:
         if pool is None and "views" in reward_needs(self.ensemble):
             import importlib.util
 
-            from ..headless.pool import RenderPool
+            from ..headless.pool import renders_here_need_bpy
 
-            if importlib.util.find_spec("bpy") is None:
+            if renders_here_need_bpy(cfg.render.to_pool_config(), cfg.render.backend) and importlib.util.find_spec("bpy") is None:
                 readers = sorted({t.name for k in (1, 2) for t in self.ensemble.terms(k)
                                   if "views" in getattr(self.ensemble.reward(t), "needs", {"views"})})  # fmt: skip
                 raise TrainingError(
@@ -171,7 +184,7 @@ class HiGRPOTrainer:
                     "here: pip install 'ar3d[render]' (Python 3.11), or leave those rewards out of [rewards]"
                 )
 
-            pool = RenderPool(cfg.render.to_pool_config(), cfg.render.to_render_config())
+            pool = cfg.render.open_pool()
             self._own_pool = True
         self.pool = pool
         self.runner = RolloutRunner(self.pipeline, self.ensemble, cfg.rollout.sampling.to_sampling_config(),
@@ -184,7 +197,10 @@ class HiGRPOTrainer:
         self.history: list[dict[str, float]] = []
         self._rollout_seed = np.random.default_rng([cfg.train.seed, acc.process_index])
         resume = self.checkpoints.resolve_resume(cfg.checkpoint.resume)
+        if resume is None and cfg.checkpoint.resume == "auto":
+            self.log(no_checkpoint_message(cfg.checkpoint.dir))
         if resume is not None:
+            check_resume_config(resume, cfg, self.log)
             state = self.checkpoints.load(resume, stateful={"rollout_seed": _GeneratorState(self._rollout_seed)})
             self.step = state.step
             self.data.load_state_dict(state.data_state)
@@ -202,13 +218,14 @@ class HiGRPOTrainer:
                 stats = self.train_step()
                 self.step += 1
                 stats["time/step_s"] = time.perf_counter() - t0
-                stats = self._mean_across_processes(stats)
+                stats = mean_across_processes(self.accelerator, stats)
                 self.history.append(stats)
                 if self.step % cfg.logging.log_every == 0 or self.step == cfg.train.steps:
                     self.metrics.scalars(stats, self.step)
                     self.log(_summary(self.step, cfg.train.steps, stats))
                 stopping = stop.should_stop(self.accelerator)
-                if stopping or self.step % cfg.checkpoint.every == 0 or self.step == cfg.train.steps:
+                every = cfg.checkpoint.every  # 0: only at the end and on a graceful stop
+                if stopping or (every and self.step % every == 0) or self.step == cfg.train.steps:
                     self.save()
                 if stopping:
                     self.log(f"{stop.signal_name}: checkpoint written at step {self.step}; resume with --resume")
@@ -229,10 +246,19 @@ class HiGRPOTrainer:
         rows, rstats = self._rows(rollouts)
         stats: dict[str, float] = {**rstats, "rollout/dropped_group_fraction": sampler.dropped_fraction,
                                    "rollout/groups": float(len(sampler.groups)),
-                                   "rollout/batches": float(sampler.batches)}  # fmt: skip
+                                   "rollout/batches": float(sampler.batches), "train/skipped_step": 0.0}  # fmt: skip
         for r in rollouts:
             for k, v in r.timings.items():
                 stats[f"time/{k}"] = stats.get(f"time/{k}", 0.0) + v
+        if same_count(self.accelerator, len(sampler.groups)) == 0:
+            # No process has a group whose rewards spread: every advantage is 0, so an update
+            # would only move the weights through the KL term and Adam's momentum. Skip it.
+            self.log(f"step {self.step + 1}: no group with a reward spread in {sampler.batches} rollout batch(es) "
+                     "(dynamic sampling); skipped, weights unchanged")  # fmt: skip
+            stats["train/skipped_step"] = 1.0
+            stats.update(timings)
+            self._log_samples(rollouts)
+            return stats
         t = time.perf_counter()
         self._old_and_ref(rows)
         timings["time/old_ref_logp_s"] = time.perf_counter() - t
@@ -256,26 +282,27 @@ class HiGRPOTrainer:
         sampler = DynamicSampling(per_batch, enabled=a.dynamic_sampling, tol=a.zero_spread_tol,
                                   drop_when=a.drop_when, max_extra_batches=a.max_extra_batches)  # fmt: skip
         rollouts: list[Rollout] = []
-        while not sampler.full and not sampler.exhausted:
-            need = per_batch - len(sampler.groups)
-            # Every process must ask the data source for the same count (it is sharded in
-            # lock-step), so ask for the full batch each round and keep what is needed.
+        acc = self.accelerator
+        # Another round while ANY process still lacks groups (a collective, so all agree): every
+        # process draws from the data source in lock-step (it is one sharded stream); one that
+        # is already full skips the rollout (generation needs no collective) and its prompts.
+        while any_process(acc, want := not sampler.full and not sampler.exhausted):
             items = self.data.next_batch(per_batch)
-            rollout = self.runner.run([it.prompt for it in items], [it.metadata for it in items],
-                                      seed=int(self._rollout_seed.integers(2**31)))  # fmt: skip
-            r1 = rollout.rewards[0]
-            r2 = rollout.rewards[1] if rollout.two_step else None
-            groups = [(len(rollouts), p) for p in range(len(items))]
-            kept = sampler.add(groups, r1, r2)
-            rollouts.append(rollout)
-            if not kept and need == per_batch and np.isnan(r1).all():
+            reasons: list[str] | None = None
+            if want:
+                rollout = self.runner.run([it.prompt for it in items], [it.metadata for it in items],
+                                          seed=int(self._rollout_seed.integers(2**31)))  # fmt: skip
+                r1 = rollout.rewards[0]
+                r2 = rollout.rewards[1] if rollout.two_step else None
+                sampler.add([(len(rollouts), p) for p in range(len(items))], r1, r2)
+                rollouts.append(rollout)
+                if np.isnan(r1).all():
+                    reasons = sorted(set(rollout.missing_reasons()))[:3]
+            if any_process(acc, reasons is not None):  # all processes stop together, none waits forever
                 raise TrainingError(
-                    "every reward of a rollout batch is missing: "
-                    + "; ".join(sorted(set(rollout.missing_reasons()))[:3])
+                    "every reward of a rollout batch is missing: " + "; ".join(reasons or ["on another process"])
                     + ". Check the judge servers (ar3d judges) or the render setup."
-                )
-            if self.accelerator.num_processes > 1:
-                break  # processes must stay in lock-step: one batch each, no extra rounds
+                )  # fmt: skip
         self._kept = sampler.groups
         return rollouts, sampler
 
@@ -317,7 +344,7 @@ class HiGRPOTrainer:
         sums: dict[str, list[float]] = {}
         for r in rollouts:
             s = r.scores
-            steps = [(1, s.step1), (2, s.step2)] if hasattr(s, "step1") else [(1, s)]
+            steps = [(1, s.step1), (2, s.step2)] if hasattr(s, "step1") else [(2, s)]  # one-step: step 2's terms
             if hasattr(s, "r_high"):
                 sums.setdefault("reward/r_high", []).extend(v for v in s.r_high if v is not None)
             for k, st in steps:
@@ -331,12 +358,23 @@ class HiGRPOTrainer:
     # -- 3. old / reference log-probs ----------------------------------------------------------------
     @torch.no_grad()
     def _old_and_ref(self, rows: list[Row]) -> None:
+        """In eval mode, always: π_old is the policy that sampled (no dropout), whatever mode an
+        earlier save or update left the model in (LoRA dropout once made resumed runs differ)."""
         need_old = self.cfg.algorithm.updates_per_batch > 1
         need_ref = self.loss_cfg.beta > 0
-        if not rows or not (need_old or need_ref):
+        if not (need_old or need_ref):
             return
+        # No early return on no rows: the chunk count is a collective every process must join.
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            self._old_and_ref_chunks(rows, need_old, need_ref)
+        finally:
+            self.model.train(was_training)
+
+    def _old_and_ref_chunks(self, rows: list[Row], need_old: bool, need_ref: bool) -> None:
         chunks = list(self._chunks(rows))
-        for i in range(self._same_count(len(chunks))):
+        for i in range(same_count(self.accelerator, len(chunks))):
             dummy = i >= len(chunks)  # sharded models: every process runs as many forwards
             chunk = [Row(self._filler, 0.0, 1, 0)] if dummy else chunks[i]
             packed = pack([r.output for r in chunk], self.pad_id, self.accelerator.device)
@@ -348,28 +386,17 @@ class HiGRPOTrainer:
                     r.old_logp = None if dummy else lp.detach()
             if need_ref:
                 with self._autocast(), self._reference() as ref:
-                    lp_ref, _ = completion_logprobs(ref, packed, self.constraint, self._temperature)
+                    lp_ref, _ = completion_logprobs(ref, packed, self.constraint, self._temperature,
+                                                    use_forward=self._use_forward)
                 for r, lp in zip(chunk, lp_ref):
                     r.ref_logp = None if dummy else lp.detach()
 
+    @contextlib.contextmanager
     def _full_weights(self):
-        """Around generation: gather sharded weights (FSDP, DeepSpeed ZeRO-3) on every process,
-        read-only; a no-op for one process and DDP."""
-        from accelerate.utils import DistributedType
-
-        kind = self.accelerator.distributed_type
-        if kind == DistributedType.FSDP:
-            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-            # The root unit's weights (embeddings, final norm, lm_head) are gathered here; every
-            # decoder layer gathers its own in its forward, and synced_gpus keeps the processes'
-            # forward passes (and so those collectives) in step.
-            return FSDP.summon_full_params(self.model, writeback=False, recurse=False)
-        if kind == DistributedType.DEEPSPEED and getattr(self.model, "zero_optimization_stage", lambda: 0)() == 3:
-            import deepspeed
-
-            return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
-        return contextlib.nullcontext()
+        """Around generation: the full weights on every process (FSDP), read-only; LoRA merged."""
+        with full_weights(self.accelerator, self.model):
+            with self._merged_lora() if self._merged_lora is not None else contextlib.nullcontext():
+                yield
 
     @contextlib.contextmanager
     def _reference(self):
@@ -398,7 +425,7 @@ class HiGRPOTrainer:
         # processes only on the last one (DDP reduces on every backward outside no_sync).
         parts = [(micro, k) for micro in range(self.cfg.train.grad_accum) for k in (1, 2)
                  if any(r.micro == micro and r.step == k for r in rows)]  # fmt: skip
-        n_parts = self._same_count(len(parts))
+        n_parts = same_count(acc, len(parts))
         for i in range(n_parts):
             sync = contextlib.nullcontext() if i == n_parts - 1 else acc.no_sync(self.model)
             if i >= len(parts):  # this process has less work: a forward/backward that adds 0
@@ -448,24 +475,6 @@ class HiGRPOTrainer:
         return merged
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _same_count(self, n: int) -> int:
-        """The largest n over all processes: DDP and FSDP need every process to run the same
-        number of forward/backward passes (their collectives pair up), whatever each one drew."""
-        if self.accelerator.num_processes == 1:
-            return n
-        t = torch.tensor([n], device=self.accelerator.device)
-        return int(self.accelerator.gather(t).max())
-
-    def _mean_across_processes(self, stats: dict[str, float]) -> dict[str, float]:
-        """Each process rolled out its own prompts: log the mean over all of them."""
-        if self.accelerator.num_processes == 1:
-            return stats
-        from accelerate.utils import gather_object
-
-        everyone = gather_object([stats])
-        keys = set().union(*everyone)
-        return {k: float(np.mean([s[k] for s in everyone if k in s])) for k in sorted(keys)}
-
     @property
     def _temperature(self) -> float:
         return self.cfg.rollout.sampling.temperature
@@ -523,22 +532,6 @@ class HiGRPOTrainer:
         if self._own_pool and self.pool is not None:
             self.pool.close()
         self.ensemble.close()
-
-
-def _check_sharding(acc) -> None:
-    """Sharded weights (FSDP, DeepSpeed ZeRO-3) are not ready: on 2×H200 the first step ran
-    (rollouts with synced_gpus, loss, update, sharded checkpoint) and the second step's rollout
-    hung. Refuse with a clear message instead of hanging; AR3D_EXPERIMENTAL_SHARDED=1 lets a
-    developer go on debugging it."""
-    from accelerate.utils import DistributedType
-
-    if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        if os.environ.get("AR3D_EXPERIMENTAL_SHARDED") != "1":
-            raise TrainingError(
-                f"{acc.distributed_type.value} (sharded weights) is not supported yet: the second rollout "
-                "hangs. Use DDP (trainer/configs/accelerate/ddp.yaml) — with LoRA a 7B policy trains in "
-                "26 GiB per GPU — or set AR3D_EXPERIMENTAL_SHARDED=1 to debug it."
-            )
 
 
 class _GeneratorState:

@@ -49,10 +49,22 @@ def _check_range(name: str, value: float, lo: float, hi: float) -> float:
 
 
 def _score_after(label: str, text: str) -> float | None:
-    """The number after the LAST ``<label> … :`` in text ("4.5", "4.5/5", "4 out of 5")."""
-    pat = rf"{label}\s*[:：=]\s*({NUM})(?:\s*(?:/|out\s+of)\s*\d+(?:\.\d+)?)?"
+    """The number after the LAST ``<label> … :`` in text ("4.5", "4.5/5", "4 out of 5", the
+    decimal comma "4,5"). A range ("3-4", "3 to 4") is not one score: ParseError, never its first
+    number."""
+    pat = (rf"{label}\s*[:：=]\s*({NUM})((?:,\d+)*)"
+           rf"(\s*(?:[-–~]|to)\s*{NUM})?(?:\s*(?:/|out\s+of)\s*\d+(?:\.\d+)?)?")  # fmt: skip
     found = re.findall(pat, text, re.I)
-    return float(found[-1]) if found else None
+    if not found:
+        return None
+    number, commas, span = found[-1]
+    if span:
+        raise ParseError(f"a range ('{number}{commas}{span}'), not one score")
+    if commas:
+        if "." in number or commas.count(",") > 1:
+            raise ParseError(f"'{number}{commas}' is not one number")
+        number = f"{number}.{commas[1:]}"  # the decimal comma
+    return float(number)
 
 
 # === step 1 "unified": UnifiedReward-Think, prompt alignment 1–5, one view per request ===============
@@ -136,11 +148,19 @@ def _yes_no(word: str) -> float | None:
     return 1.0 if word in _YES else 0.0 if word in _NO else None
 
 
+def _leading_yes_no(line: str) -> float | None:
+    """A line that *answers* yes or no: the word alone, or followed by punctuation ("No, it is a
+    table."). "No doubt about it, this is a chair." starts with "No" but answers nothing."""
+    m = re.match(r"\s*([A-Za-z0-9]+)\s*(?:$|[.,;:!)\]]|\s[-–—]\s)", line)
+    return _yes_no(m.group(1)) if m else None
+
+
 def parse_binary(text: str) -> float:
     """yes/no (true/false, 1/0) → 1.0/0.0.
 
-    Prefers the last structured line ("Answer: yes", "Final answer: no", "Match: 1"), then an
-    answer that is one word, then the first word of the last line, then the first word.
+    Prefers the last structured line ("Answer: yes", "Final answer: no", "Match: 1"), then a last
+    or first line that answers with yes/no followed by punctuation or nothing ("No, it is a
+    table."). A sentence that merely starts with the word ("No doubt about it, …") is no answer.
     """
     cleaned = clean_answer(text)
     found = re.findall(r"\b(?:final\s+answer|answer|match|category\s+match|verdict)\s*[:：=]\s*([A-Za-z0-9]+)", cleaned, re.I)
@@ -151,12 +171,8 @@ def parse_binary(text: str) -> float:
     lines = [ln.strip(" -*#>\t") for ln in cleaned.splitlines() if ln.strip(" -*#>\t")]
     if not lines:
         raise ParseError("empty answer")
-    candidates = []
-    if len(lines) == 1 and len(lines[0].split()) == 1:
-        candidates.append(lines[0])
-    candidates += [lines[-1].split()[0], lines[0].split()[0]]
-    for word in candidates:
-        value = _yes_no(word)
+    for line in (lines[-1], lines[0]):
+        value = _leading_yes_no(line)
         if value is not None:
             return value
     raise ParseError("no yes/no answer (expected a final 'Answer: yes' or 'Answer: no' line)")
