@@ -226,6 +226,8 @@ class AR3D_OT_generate(bpy.types.Operator):
         prompt = " ".join(str(vals.pop("prompt")).split())
         vals["seed"] = seed
         vals["samples"] = max(1, min(8, int(vals["samples"])))
+        if vals.get("smoothing") == "medium":  # the default: not sent, so servers older than the field still work
+            vals.pop("smoothing")
         return prompt, vals
 
     def execute(self, context):
