@@ -456,9 +456,16 @@ def check_attributes_strict(family: str, occupancy) -> dict:
     out = {}
     ratio_attr = FAMILIES[family].ratio_attr
     for attr, fn in checks.items():
-        if attr == ratio_attr:
-            continue
-        out[attr] = fn(s)
+        if attr != ratio_attr:
+            out[attr] = _safe(fn, s)
     if ratio_attr in checks:
-        out[ratio_attr] = checks[ratio_attr](s, out)
+        out[ratio_attr] = _safe(checks[ratio_attr], s, out)
     return out
+
+
+def _safe(fn, *args):
+    """A shape too odd for a checker's reading (no wall, no layer at all) is unreadable: None."""
+    try:
+        return fn(*args)
+    except (ValueError, IndexError, ZeroDivisionError):
+        return None

@@ -351,3 +351,13 @@ def test_demo_strict_preset_scores_ground_truth_high(ground_truth):
     assert all(v == 1.0 for v in (s.value for s in out.terms["procedural.attributes_strict"]))
     assert all(v == 1.0 for v in (s.value for s in out.terms["procedural.quality"]))
     assert all(t is not None and t >= 2.5 for t in out.total)
+
+
+def test_odd_shapes_read_none_not_an_error():
+    rng = np.random.default_rng(0)
+    noise = rng.random((R, R, R)) < 0.02  # dust everywhere: no object for any checker
+    line = put(grid(), 30, 31, 30, 31, 0, 64)  # a single thin pole
+    for fam in STRICT_CHECKERS:
+        for g in (noise, line):
+            read = check_attributes_strict(fam, g)
+            assert set(read) == set(STRICT_CHECKERS[fam])
