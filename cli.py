@@ -27,6 +27,7 @@ def _command(module: str, name: str):
 
 
 cmd_generate = _command("generate", "cmd_generate")
+SMOOTHING_CHOICES = ("none", "low", "medium", "high")  # = ar3d.core.mesh.SMOOTHING_LEVELS (not imported: no torch for --help)
 cmd_decode = _command("codes", "cmd_decode")
 cmd_encode = _command("codes", "cmd_encode")
 cmd_info = _command("info", "cmd_info")
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=_top_p, default=d.top_p, help=f"default {d.top_p}")
     g.add_argument("--top-k", type=_non_negative_int, default=d.top_k, help=f"default {d.top_k}")
     g.add_argument("--max-plan-tokens", type=_non_negative_int, default=d.max_plan_tokens, help=f"plan length cap (default {d.max_plan_tokens})")
+    g.add_argument("--smoothing", choices=SMOOTHING_CHOICES, default="medium",
+                   help="mesh smoothing: none (voxel steps), low, medium (default), high (rounder, thin parts thinner)")  # fmt: skip
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars (model loading included)")
     g.set_defaults(func=cmd_generate)
 

@@ -27,6 +27,15 @@ TERMINAL = frozenset({"done", "failed", "cancelled"})
 START_HINT = "start it with `ar3d serve` or enable 'start a local server' in the ar3d add-on preferences"
 
 
+# The server's mesh smoothing levels (JobRequest.smoothing), as Blender EnumProperty items.
+SMOOTHING_ITEMS = (
+    ("none", "None", "No smoothing: voxel steps show"),
+    ("low", "Low", "A little smoothing"),
+    ("medium", "Medium", "The default"),
+    ("high", "High", "Rounder; thin parts get thinner"),
+)
+
+
 class ServerError(RuntimeError):
     """A failed request, with a message fit to show an artist.
 
@@ -171,10 +180,10 @@ class Client:
 
     def submit(self, prompt: str, *, two_step: bool = True, samples: int = 1, seed: int | None = None,
                temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
-               max_plan_tokens: int | None = None) -> dict:
+               max_plan_tokens: int | None = None, smoothing: str | None = None) -> dict:
         body = {"prompt": prompt, "two_step": bool(two_step), "samples": int(samples), "seed": seed}
         for key, value in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k),
-                           ("max_plan_tokens", max_plan_tokens)):
+                           ("max_plan_tokens", max_plan_tokens), ("smoothing", smoothing)):
             if value is not None:
                 body[key] = value
         data = self.request("POST", "/v1/jobs", body)

@@ -14,7 +14,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import importer
-from .client import Client, ServerError, is_local_url, normalize_url, url_port
+from .client import SMOOTHING_ITEMS, Client, ServerError, is_local_url, normalize_url, url_port
 from .jobs import Job
 from .local_server import SERVER
 from .preferences import prefs, server_log_path
@@ -179,7 +179,7 @@ def busy() -> bool:
     return STATE.job is not None and not STATE.job.applied
 
 
-PARAMS = ("prompt", "two_step", "samples", "temperature", "top_p", "top_k", "max_plan_tokens")
+PARAMS = ("prompt", "two_step", "samples", "temperature", "top_p", "top_k", "max_plan_tokens", "smoothing")
 
 
 class AR3D_OT_generate(bpy.types.Operator):
@@ -197,6 +197,7 @@ class AR3D_OT_generate(bpy.types.Operator):
     top_p: FloatProperty(name="Top P", default=0.7, min=0.01, max=1.0)
     top_k: IntProperty(name="Top K", default=8192, min=0)
     max_plan_tokens: IntProperty(name="Max Plan Tokens", default=1022, min=0, max=1022)
+    smoothing: EnumProperty(name="Smoothing", default="medium", items=SMOOTHING_ITEMS)
     mode: EnumProperty(
         name="Mode", default="AUTO", options={"HIDDEN", "SKIP_SAVE"},
         items=(("AUTO", "Auto", "Non-blocking in the UI, synchronous in background mode"),
@@ -225,6 +226,8 @@ class AR3D_OT_generate(bpy.types.Operator):
         prompt = " ".join(str(vals.pop("prompt")).split())
         vals["seed"] = seed
         vals["samples"] = max(1, min(8, int(vals["samples"])))
+        if vals.get("smoothing") == "medium":  # the default: not sent, so servers older than the field still work
+            vals.pop("smoothing")
         return prompt, vals
 
     def execute(self, context):

@@ -101,6 +101,7 @@ class AR3D_PT_advanced(bpy.types.Panel):
         col.prop(sc, "top_p")
         col.prop(sc, "top_k")
         col.prop(sc, "max_plan_tokens")
+        col.prop(sc, "smoothing")
 
 
 class AR3D_PT_selected(bpy.types.Panel):

@@ -5,9 +5,9 @@ import os
 import tempfile
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .client import DEFAULT_URL, is_local_url, url_port
+from .client import DEFAULT_URL, SMOOTHING_ITEMS, is_local_url, url_port
 from .local_server import SERVER
 
 # The extension's package (``bl_ext.<repo>.ar3d``, or ``ar3d`` when imported as a plain package).
@@ -116,6 +116,8 @@ class AR3D_SceneSettings(bpy.types.PropertyGroup):
     top_k: IntProperty(name="Top K", default=8192, min=0)
     max_plan_tokens: IntProperty(name="Max Plan Tokens", default=1022, min=0, max=1022,
                                  description="Most tokens for each plan text")
+    smoothing: EnumProperty(name="Smoothing", default="medium", items=SMOOTHING_ITEMS,
+                            description="How much the server smooths the mesh's voxel steps")
 
 
 CLASSES = (AR3D_AddonPreferences, AR3D_SceneSettings)

@@ -52,12 +52,14 @@ def cmd_generate(args) -> int:
         note = demo_prompt_warning(args.prompt)
         if note:
             warn(note)
-    from ..core.mesh import export_mesh
+    from ..core.mesh import MeshConfig, export_mesh, smoothing_passes
     from ..core.pipeline import TextTo3D
 
+    smoothing = getattr(args, "smoothing", "medium")
+    mesh_config = MeshConfig(smoothing_iterations=smoothing_passes(smoothing))
     t0 = time.perf_counter()
     pipe = TextTo3D.load(args.model, args.vqvae, device=args.device, dtype=args.dtype, engine=args.engine,
-                         precision=args.precision)  # fmt: skip
+                         precision=args.precision, mesh_config=mesh_config)  # fmt: skip
     load_seconds = time.perf_counter() - t0
     bar = ProgressBar(not args.quiet)
     try:
@@ -77,6 +79,7 @@ def cmd_generate(args) -> int:
             "engine": out.generation.engine,
             "precision": pipe.policy.precision,
             "sampling": vars(sampling),
+            "smoothing": smoothing,
             "plans": r.sample.plans,
             "codes": [s.codes.tolist() for s in r.sample.steps],
             "timings": dict(out.timings, load_seconds=load_seconds),

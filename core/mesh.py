@@ -54,6 +54,9 @@ __all__ = [
     "MeshFileError",
     "OptionalDependencyError",
     "MeshConfig",
+    "SMOOTHING_LEVELS",
+    "smoothing_passes",
+    "mesh_solid",
     "occupancy_to_mesh",
     "mesh_to_occupancy",
     "normalize_to_unit_cube",
@@ -105,6 +108,12 @@ class MeshConfig:
     """Connected pieces (26-connectivity) of the raw grid smaller than this are dust and dropped.
     Decoded grids often carry a few stray voxels; a real part is rarely this small at 64³."""
 
+    min_fragment_fraction: float = 0.05
+    """Pieces with fewer voxels than this fraction of the largest piece are debris and dropped:
+    a person sees a floating crumb next to a chair as a defect, whatever its absolute size. The
+    smallest legitimate separate part of the procedural families (the third mushroom of three)
+    is ~30% of the largest. 0 keeps every piece of at least ``min_component_voxels``."""
+
     keep_largest_only: bool = False
     """Keep only the largest piece. Off, because many objects have legitimately separate parts."""
 
@@ -135,6 +144,8 @@ class MeshConfig:
             raise ValueError(f"max_fill_fraction must be in (0, 1], got {self.max_fill_fraction}")
         if not 0.0 < self.surface_offset <= 0.5:
             raise ValueError(f"surface_offset must be in (0, 0.5], got {self.surface_offset}")
+        if not 0.0 <= self.min_fragment_fraction < 1.0:
+            raise ValueError(f"min_fragment_fraction must be in [0, 1), got {self.min_fragment_fraction}")
         if self.decimate_to_faces is not None and self.decimate_to_faces < 4:
             raise ValueError(f"decimate_to_faces must be >= 4 or None, got {self.decimate_to_faces}")
 
@@ -191,10 +202,52 @@ def _clean(grid: np.ndarray, config: MeshConfig) -> np.ndarray:
             f"all below min_component_voxels={config.min_component_voxels}; resample the mesh tokens "
             "(or lower MeshConfig.min_component_voxels)"
         )
+    if config.min_fragment_fraction:
+        keep &= sizes >= config.min_fragment_fraction * sizes.max()
     if config.keep_largest_only:
         keep = sizes == sizes.max()
         keep[np.argmax(sizes) + 1 :] = False  # one piece even on ties
     return np.concatenate(([False], keep))[labels]
+
+
+SMOOTHING_LEVELS: dict[str, int] = {"none": 0, "low": 4, "medium": 10, "high": 30}
+"""Named smoothing levels (Taubin passes) for the CLI's ``--smoothing`` and the server/add-on
+field; "medium" is MeshConfig's default. More passes round voxel steps and thin edges further."""
+
+
+def smoothing_passes(level: str | int) -> int:
+    """Taubin passes for a level name of SMOOTHING_LEVELS or a non-negative integer."""
+    if isinstance(level, str) and level.strip().lower() in SMOOTHING_LEVELS:
+        return SMOOTHING_LEVELS[level.strip().lower()]
+    try:
+        n = int(level)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise ValueError(f"smoothing must be one of {', '.join(SMOOTHING_LEVELS)} or a number of passes >= 0, got {level!r}")
+    return n
+
+
+def _solid_padded(grid: np.ndarray, config: MeshConfig) -> tuple[np.ndarray, int]:
+    pad = config.closing_iterations + 1
+    solid = np.pad(grid, pad)
+    if config.fill_interior:
+        closed = solid
+        if config.closing_iterations:
+            closed = ndimage.binary_closing(solid, np.ones((3, 3, 3), bool), config.closing_iterations)
+        solid = ndimage.binary_fill_holes(closed) | solid
+    return solid, pad
+
+
+def mesh_solid(occupancy, config: MeshConfig | None = None) -> np.ndarray:
+    """The voxel solid that ``occupancy_to_mesh`` meshes (dust and debris dropped, pinholes
+    closed, interior filled), bool [R,R,R]: what topology and attribute checks should read,
+    because it is what a person sees. Raises DegenerateOccupancyError like occupancy_to_mesh."""
+    config = config or MeshConfig()
+    grid = _clean(_as_bool_grid(occupancy), config)
+    solid, pad = _solid_padded(grid, config)
+    r = grid.shape[0]
+    return solid[pad : pad + r, pad : pad + r, pad : pad + r]
 
 
 def occupancy_to_mesh(occupancy, config: MeshConfig | None = MeshConfig()) -> trimesh.Trimesh:
@@ -214,13 +267,7 @@ def occupancy_to_mesh(occupancy, config: MeshConfig | None = MeshConfig()) -> tr
 
     # Pad so that the fill and closing see empty space all round, and marching cubes closes
     # every surface (an object touching the grid border would otherwise be left open).
-    pad = config.closing_iterations + 1
-    solid = np.pad(grid, pad)
-    if config.fill_interior:
-        closed = solid
-        if config.closing_iterations:
-            closed = ndimage.binary_closing(solid, np.ones((3, 3, 3), bool), config.closing_iterations)
-        solid = ndimage.binary_fill_holes(closed) | solid
+    solid, pad = _solid_padded(grid, config)
 
     # Marching cubes at 0.5 on a field that is 1 inside, 0 outside, and b on occupied voxels that
     # touch the outside: vertices land `surface_offset` voxels out from those voxels' centres.

@@ -81,15 +81,17 @@ class TextTo3D:
                 h.remove()
         return occ.reshape(occ.shape[0], *occ.shape[-3:]).cpu().numpy()
 
-    def mesh(self, occupancy: np.ndarray):
+    def mesh(self, occupancy: np.ndarray, mesh_config: MeshConfig | None = None):
         """Occupancy → (mesh, None), or (None, reason) when the shape is degenerate."""
         try:
-            return occupancy_to_mesh(occupancy, self.mesh_config), None
+            return occupancy_to_mesh(occupancy, mesh_config or self.mesh_config), None
         except DegenerateOccupancyError as e:
             return None, str(e)
 
     def generate(self, prompts, samples: int = 1, two_step: bool = False, sampling: SamplingConfig | None = None,
-                 seed: int | None = None, progress=None, should_stop=None) -> PipelineOutput:  # fmt: skip
+                 seed: int | None = None, progress=None, should_stop=None,
+                 mesh_config: MeshConfig | None = None) -> PipelineOutput:  # fmt: skip
+        """``mesh_config`` overrides the pipeline's for this call (e.g. a server job's smoothing)."""
         gen = self.policy.generate(prompts, samples, two_step, sampling, seed, progress, should_stop)
 
         def check():  # a cancel lands between samples too, not only between tokens
@@ -103,11 +105,11 @@ class TextTo3D:
         results = []
         for i, sample in enumerate(gen.samples):
             check()
-            mesh, error = self.mesh(final[i])
+            mesh, error = self.mesh(final[i], mesh_config)
             r = MeshResult(sample, final[i], mesh, error)
             if coarse is not None:
                 r.coarse_occupancy = coarse[i]
-                r.coarse_mesh, _ = self.mesh(coarse[i])
+                r.coarse_mesh, _ = self.mesh(coarse[i], mesh_config)
             results.append(r)
         t2 = time.perf_counter()
         timings = dict(gen.timings, generate_seconds=gen.seconds, decode_seconds=t1 - t0, mesh_seconds=t2 - t1)

@@ -7,7 +7,9 @@ voxelised to the core's 64³ surface-shell convention. Every sample has a captio
 its attributes and two Hi-GRPO-style plans (:mod:`.captions`). A test split holds back attribute
 combinations and caption templates that training never sees. :mod:`.dataset` generates and stores
 samples; :mod:`.evaluate` judges grids (family by nearest procedural neighbour, attributes read
-off the voxels) without sharing anything with the policy.
+off the voxels) without sharing anything with the policy; :mod:`.strict` reads the counts a person
+would agree with, and :mod:`.quality` judges the mesh's topology (unwanted through-holes, floating
+fragments) against the family's.
 
 Quick use::
 
@@ -29,6 +31,8 @@ from .dataset import (
 )
 from .evaluate import References, build_references, check_attributes, classify_batch, classify_family
 from .families import FAMILIES, FAMILY_NAMES, Family, get_family
+from .quality import Quality, QualityConfig, assess, expected_topology
+from .strict import STRICT_CHECKERS, check_attributes_strict
 
 __all__ = [
     "FAMILIES",
@@ -48,4 +52,10 @@ __all__ = [
     "classify_family",
     "classify_batch",
     "check_attributes",
+    "STRICT_CHECKERS",
+    "check_attributes_strict",
+    "Quality",
+    "QualityConfig",
+    "assess",
+    "expected_topology",
 ]

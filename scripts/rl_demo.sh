@@ -3,7 +3,7 @@
 # (issue #7). One GPU; the run is time-boxed and exports its policy where it stops.
 #   bash scripts/rl_demo.sh     # env: STAGES=train,eval STEPS=60 BUDGET=520 (s) RUN=runs/demo
 #                               #      PROMPTS=32 GROUP=8 LR=5e-5 TEMPERATURE=0.7 EXTRA=0
-#                               #      EVAL_N=1000 EVAL_TWO_STEP_N=1000
+#                               #      EVAL_N=1000 EVAL_TWO_STEP_N=1000 REWARDS=lenient|strict
 # Needs data/demo/{train.jsonl,test.npz,refs.npz} (scripts/make_demo_data.sh) and trimesh for
 # the family judge. Prompts: the training rows with a count-like attribute (scripts/rl_prompts.py
 # says why). Rewards: the prompt's family and attributes checked on the decoded grid + the fill
@@ -27,7 +27,12 @@ EXTRA=${EXTRA:-0}       # dynamic sampling: extra rollouts per step to refill dr
 EVAL_N=${EVAL_N:-1000}
 EVAL_TWO_STEP_N=${EVAL_TWO_STEP_N:-1000}
 EVAL_BEFORE=${EVAL_BEFORE:-1}
-rewards='[{reward="procedural.family",options={references="data/demo/refs.npz"}},{reward="procedural.attributes"},{reward="geometry.fill",weight=0.25}]'
+REWARDS=${REWARDS:-lenient}  # strict: the strict checkers + the mesh-quality reward (issue #21, demo v2)
+if [ "$REWARDS" = strict ]; then
+  rewards='[{reward="procedural.family",options={references="data/demo/refs.npz"}},{reward="procedural.attributes_strict"},{reward="procedural.quality",weight=0.5},{reward="geometry.fill",weight=0.25}]'
+else
+  rewards='[{reward="procedural.family",options={references="data/demo/refs.npz"}},{reward="procedural.attributes"},{reward="geometry.fill",weight=0.25}]'
+fi
 
 if [[ ",$STAGES," == *,train,* ]]; then
   "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl"

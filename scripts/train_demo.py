@@ -658,25 +658,40 @@ _POOL_STATE: dict = {}
 
 
 def _judge_chunk(args):
-    """(families, IoU, attributes read) for a chunk of grids; runs in a worker process."""
+    """(families, IoU, attributes read, strict attributes read, quality) for a chunk of grids;
+    runs in a worker process. Quality is judged before and after the delivered mesh's relative
+    debris removal ("raw" / "delivered", see ar3d.procedural.quality)."""
+    from ar3d.core.mesh import MeshConfig
     from ar3d.procedural.evaluate import check_attributes, classify_batch
+    from ar3d.procedural.quality import QualityConfig, assess
+    from ar3d.procedural.strict import check_attributes_strict
 
-    grids, fams = args
+    grids, fams, attrs_wanted = args
     pred, best = classify_batch(list(grids), _POOL_STATE["refs"])
-    attrs = []
-    for g, f in zip(grids, fams):
+    attrs, strict, quality = [], [], []
+    delivered = QualityConfig(mesh=MeshConfig())
+    for g, f, want in zip(grids, fams, attrs_wanted):
         try:
             attrs.append(check_attributes(f, g) if g.any() else None)
         except Exception:  # a degenerate grid the checker cannot read counts as wrong
             attrs.append(None)
-    return pred, best.tolist(), attrs
+        try:
+            strict.append(check_attributes_strict(f, g))
+        except Exception:
+            strict.append(None)
+        quality.append({"raw": assess(g, f, want).to_dict(), "delivered": assess(g, f, want, delivered).to_dict()})
+    return pred, best.tolist(), attrs, strict, quality
 
 
-def judge(grids: np.ndarray, families: list[str], refs, workers: int):
-    """classify_batch + check_attributes on many grids, in processes."""
+def judge(grids: np.ndarray, families: list[str], refs, workers: int, attributes: list[dict] | None = None,
+          full: bool = False):  # fmt: skip
+    """classify_batch + check_attributes (+ strict checkers and mesh quality) on many grids, in
+    processes. Returns (families, IoU, attributes), or with ``full`` also (strict, quality)."""
     _POOL_STATE["refs"] = refs
+    attributes = attributes if attributes is not None else [{} for _ in families]
     chunk = max(1, -(-len(grids) // max(1, workers * 2)))
-    jobs = [(grids[i : i + chunk], families[i : i + chunk]) for i in range(0, len(grids), chunk)]
+    jobs = [(grids[i : i + chunk], families[i : i + chunk], attributes[i : i + chunk])
+            for i in range(0, len(grids), chunk)]  # fmt: skip
     results = None
     if workers > 1:
         try:
@@ -689,15 +704,22 @@ def judge(grids: np.ndarray, families: list[str], refs, workers: int):
             log(f"eval: process pool failed ({type(e).__name__}: {e}); judging serially")
     if results is None:
         results = [_judge_chunk(j) for j in jobs]
-    pred, best, attrs = [], [], []
-    for p, b, a in results:
+    pred, best, attrs, strict, quality = [], [], [], [], []
+    for p, b, a, st, q in results:
         pred += p
         best += b
         attrs += a
+        strict += st
+        quality += q
+    if full:
+        return pred, np.array(best), attrs, strict, quality
     return pred, np.array(best), attrs
 
 
-def score(meta: list[dict], pred: list[str], attrs: list) -> dict:
+def score(meta: list[dict], pred: list[str], attrs: list, strict: list | None = None,
+          quality: list | None = None) -> dict:  # fmt: skip
+    """Family and attribute accuracy; with ``strict`` and ``quality`` (from ``judge(full=True)``)
+    also strict attribute accuracy and the share of meshes with unwanted holes or fragments."""
     from ar3d.procedural.evaluate import CHECKERS
 
     fams = [m["family"] for m in meta]
@@ -722,6 +744,30 @@ def score(meta: list[dict], pred: list[str], attrs: list) -> dict:
         "attribute_checks": int(sum(len(v) for v in per_attr.values())),
         "per_attribute": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_attr.items())},
     }  # fmt: skip
+    if strict is not None:
+        from ar3d.procedural.strict import STRICT_CHECKERS
+
+        per_strict: dict = {}
+        for i, m in enumerate(meta):
+            for k in STRICT_CHECKERS.get(m["family"], {}):  # unreadable (None) = wrong
+                got = (strict[i] or {}).get(k, None)
+                per_strict.setdefault(f"{m['family']}.{k}", []).append(got == m["attributes"].get(k))
+        out["strict_attribute_accuracy_mean"] = float(np.mean([np.mean(v) for v in per_strict.values()])) if per_strict else None
+        out["strict_per_attribute"] = {k: round(float(np.mean(v)), 3) for k, v in sorted(per_strict.items())}
+    if quality is not None:
+        out["quality"] = {}
+        for which in ("raw", "delivered"):
+            qs = [q[which] for q in quality]
+            share = lambda cond: round(float(np.mean([cond(q) for q in qs])), 4)  # noqa: E731
+            out["quality"][which] = {
+                "defective": share(lambda q: not q["clean"]),
+                "unwanted_holes": share(lambda q: q["unwanted_holes"] > 0),
+                "fragments": share(lambda q: q["fragments"] > 0),
+                "perforated": share(lambda q: q["perforated"]),
+                "missing_holes": share(lambda q: q["missing_holes"] > 0),
+                "empty": share(lambda q: q["empty"]),
+                "score_mean": round(float(np.mean([q["score"] for q in qs])), 4),
+            }
     return out
 
 
@@ -779,18 +825,20 @@ def stage_eval(args, device, report: Report) -> None:
     except Exception as e:
         judge_ok = False
         log(f"eval: cannot import the judge ({type(e).__name__}: {e}); saving codes only")
+    wanted = [m["attributes"] for m in meta]
     if judge_ok:
-        gt_pred, _, gt_attrs = judge(gt, fams, refs, args.workers)
-        results["ground_truth"] = score(meta, gt_pred, gt_attrs)
-        rc_pred, _, rc_attrs = judge(recon, fams, refs, args.workers)
-        results["vqvae_reconstruction"] = score(meta, rc_pred, rc_attrs)
-        p1, best1, a1 = judge(occ1, fams, refs, args.workers)
-        results["one_step"] = score(meta, p1, a1)
+        gt_pred, _, gt_attrs, gt_strict, gt_q = judge(gt, fams, refs, args.workers, wanted, full=True)
+        results["ground_truth"] = score(meta, gt_pred, gt_attrs, gt_strict, gt_q)
+        rc_pred, _, rc_attrs, rc_strict, rc_q = judge(recon, fams, refs, args.workers, wanted, full=True)
+        results["vqvae_reconstruction"] = score(meta, rc_pred, rc_attrs, rc_strict, rc_q)
+        p1, best1, a1, s1, q1 = judge(occ1, fams, refs, args.workers, wanted, full=True)
+        results["one_step"] = score(meta, p1, a1, s1, q1)
         # The same, counted only on attributes the checker reads right on the ground truth.
         results["one_step"]["attribute_accuracy_where_checker_right_on_gt"] = _conditional(meta, a1, gt_attrs)
         results["one_step"]["nearest_reference_iou_mean"] = float(best1.mean())
         results["one_step"]["empty_grids"] = int(sum(not o.any() for o in occ1))
-        log("eval: one-step", json.dumps({k: results["one_step"][k] for k in ("family_accuracy", "attribute_accuracy_mean")}))
+        log("eval: one-step", json.dumps({k: results["one_step"][k] for k in ("family_accuracy", "attribute_accuracy_mean",
+                                                                           "strict_attribute_accuracy_mean", "quality")}))  # fmt: skip
     m2 = min(n, args.eval_two_step_n)
     if m2:
         codes2, plans2, secs2 = generate(prompts[:m2], two_step=True)
@@ -799,8 +847,8 @@ def stage_eval(args, device, report: Report) -> None:
         if judge_ok:
             for s, name in ((0, "two_step_coarse"), (1, "two_step_refined")):
                 occ = decode(codes2[:, s])
-                p, _, a = judge(occ, fams[:m2], refs, args.workers)
-                results[name] = score(meta[:m2], p, a)
+                p, _, a, st, q = judge(occ, fams[:m2], refs, args.workers, wanted[:m2], full=True)
+                results[name] = score(meta[:m2], p, a, st, q)
         results["examples_two_step"] = [{"prompt": prompts[i], "plans": plans2[i]} for i in range(min(3, m2))]
     results["one_step_seconds"] = secs1
     results["examples_one_step"] = [{"prompt": prompts[i], "family": fams[i], "plan": plans1[i][0]} for i in range(min(5, n))]

@@ -51,6 +51,9 @@ class JobRequest(BaseModel):
     top_p: float = Field(0.7, gt=0, le=1, allow_inf_nan=False)
     top_k: int = Field(8192, ge=0, le=2**31 - 1, description="0 = off")
     max_plan_tokens: int = Field(1022, ge=0, le=1022, description="cap on the plan text before the mesh")
+    smoothing: Literal["none", "low", "medium", "high"] = Field(
+        "medium", description="mesh smoothing: none (voxel steps) … high (rounder); medium is the CLI's default"
+    )
 
     @field_validator("prompt")
     @classmethod

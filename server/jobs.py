@@ -61,9 +61,16 @@ class JobParams:
     top_p: float = 0.7
     top_k: int = 8192
     max_plan_tokens: int = 1022
+    smoothing: str = "medium"  # a level of ar3d.core.mesh.SMOOTHING_LEVELS
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.temperature, self.top_p, self.top_k, self.max_plan_tokens)
+
+    def mesh_config(self, base=None):
+        """The pipeline's mesh settings with this job's smoothing."""
+        from ..core.mesh import MeshConfig, smoothing_passes
+
+        return replace(base or MeshConfig(), smoothing_iterations=smoothing_passes(self.smoothing))
 
 
 @dataclass
@@ -356,7 +363,8 @@ class JobManager:
 
         try:
             out = self.pipeline.generate(p.prompt, p.samples, p.two_step, p.sampling(), p.seed,
-                                         progress=progress, should_stop=job.cancel.is_set)  # fmt: skip
+                                         progress=progress, should_stop=job.cancel.is_set,
+                                         mesh_config=p.mesh_config(getattr(self.pipeline, "mesh_config", None)))  # fmt: skip
         except GenerationCancelled:
             return "cancelled", None
         except Ar3dError as e:  # the user's input (e.g. a prompt too long once templated)

@@ -464,7 +464,8 @@ def test_generate_one_object_at_the_cursor(ext_zip, tmp_path):
     with FakeServer(token="s3cret") as srv:
         out = run_bpy(tmp_path, ext_zip, "calls", cursor=cursor,
                       prefs={"server_url": srv.url, "token": "s3cret"},
-                      calls=[{"prompt": "a   wooden chair", "samples": 1, "seed": 7, "two_step": False}])
+                      calls=[{"prompt": "a   wooden chair", "samples": 1, "seed": 7, "two_step": False,
+                              "smoothing": "high"}])
         posts = [r for r in srv.requests if r[0] == "POST" and r[1] == "/v1/jobs"]
     assert out["scene_props"]
     call = out["calls"][0]
@@ -493,6 +494,7 @@ def test_generate_one_object_at_the_cursor(ext_zip, tmp_path):
     body = posts[0][2]
     assert body["prompt"] == "a wooden chair" and body["samples"] == 1 and body["seed"] == 7
     assert body["two_step"] is False and body["temperature"] == pytest.approx(0.7)
+    assert body["smoothing"] == "high"  # the add-on's smoothing level goes to the server (issue #21)
     assert posts[0][3] == "Bearer s3cret"
     assert not out["torch_loaded"] and not out["core_loaded"]
 

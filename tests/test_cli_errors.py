@@ -72,6 +72,7 @@ def test_help_and_version_do_not_import_torch():
         (["-o", "{tmp}/a_file/x.glb"], "is a file, not a folder"),
         (["-o", "{tmp}/folder.glb"], "it is a folder"),
         (["-o", "{tmp}/x.fbx"], "must end in one of .glb"),
+        (["--smoothing", "extreme"], "--smoothing: invalid choice: 'extreme'"),
     ],
 )
 def test_generate_rejects_bad_arguments_before_loading(extra, expected, tmp_path, capsys, no_loading):
@@ -256,3 +257,28 @@ def test_readme_addon_build_command_runs_as_written(tmp_path):
     names = set(zipfile.ZipFile(zips[0]).namelist())
     assert {"__init__.py", "blender_manifest.toml", "addon/__init__.py", "addon/client.py"} <= names
     assert all(n in ("__init__.py", "blender_manifest.toml") or n.startswith("addon/") for n in names), names
+
+
+@pytest.mark.parametrize("level, passes", [(None, 10), ("none", 0), ("high", 30)])
+def test_generate_smoothing_reaches_the_mesh_settings(level, passes, monkeypatch, tmp_path):
+    """`--smoothing` picks the mesh's Taubin passes (issue #21); the pipeline gets them at load.
+    The load is a test double that records its arguments and stops the command."""
+    from ar3d.core.mesh import SMOOTHING_LEVELS
+    from ar3d.cli import SMOOTHING_CHOICES
+    import ar3d.core.pipeline
+
+    assert SMOOTHING_CHOICES == tuple(SMOOTHING_LEVELS)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(cls, *a, **k):
+        seen.update(k)
+        raise Stop
+
+    monkeypatch.setattr(ar3d.core.pipeline.TextTo3D, "load", classmethod(record))
+    argv = ["generate", "a chair", "-o", str(tmp_path / "c.glb"), "-q"] + (["--smoothing", level] if level else [])
+    with pytest.raises(Stop):
+        main(argv)
+    assert seen["mesh_config"].smoothing_iterations == passes

@@ -150,6 +150,46 @@ def test_keep_largest_only():
     assert len(big.split(only_watertight=False)) == 1 and big.bounds[1, 0] < 0
 
 
+def test_fragments_small_relative_to_the_object_are_removed():
+    """Issue #21: a crumb of 5³ voxels (well above the 8-voxel dust limit) floating beside a
+    big object is debris; a second object of comparable size is kept."""
+    grid = box_grid((5, 5, 5), (45, 45, 45))  # ~9600 shell voxels
+    crumbs = grid.copy()
+    for x in (48, 57):
+        crumbs[x : x + 5, 50:55, 50:55] = True  # 125 voxels each: 1.3% of the object
+    assert len(occupancy_to_mesh(crumbs, RAW).split(only_watertight=False)) == 1
+    keep_all = MeshConfig(min_fragment_fraction=0.0, smoothing_iterations=0)
+    assert len(occupancy_to_mesh(crumbs, keep_all).split(only_watertight=False)) == 3
+    two = grid | box_grid((50, 50, 50), (62, 62, 62))  # ~860 voxels: 9% of the big one
+    assert len(occupancy_to_mesh(two, RAW).split(only_watertight=False)) == 2
+    with pytest.raises(ValueError, match="min_fragment_fraction"):
+        MeshConfig(min_fragment_fraction=1.0)
+
+
+def test_mesh_solid_is_what_gets_meshed():
+    from ar3d.core.mesh import mesh_solid
+
+    shell = box_grid((10, 10, 10), (40, 40, 40))
+    solid = mesh_solid(shell)
+    assert solid.shape == shell.shape and solid[25, 25, 25] and solid.sum() == 31**3
+    m = occupancy_to_mesh(shell, RAW)
+    assert abs(m.volume - solid.sum() / R**3) < 0.1 * solid.sum() / R**3  # the surface sits 0.4 voxel inside
+
+
+def test_smoothing_levels():
+    from ar3d.core.mesh import SMOOTHING_LEVELS, smoothing_passes
+
+    assert smoothing_passes("medium") == MeshConfig().smoothing_iterations  # today's default
+    assert [smoothing_passes(k) for k in ("none", "low", "medium", "high")] == sorted(SMOOTHING_LEVELS.values())
+    assert smoothing_passes("HIGH") == SMOOTHING_LEVELS["high"] and smoothing_passes(3) == 3
+    with pytest.raises(ValueError, match="none, low, medium, high"):
+        smoothing_passes("extreme")
+    ball = np.abs(np.linalg.norm(centres(), axis=-1) - 0.3) <= 0.5 / R  # voxel steps to smooth
+    meshes = {k: occupancy_to_mesh(ball, MeshConfig(smoothing_iterations=smoothing_passes(k))) for k in SMOOTHING_LEVELS}
+    moved = [np.abs(meshes[k].vertices - meshes["none"].vertices).mean() for k in ("low", "medium", "high")]
+    assert 0 < moved[0] < moved[1] < moved[2] and all(m.is_watertight for m in meshes.values())
+
+
 def test_bad_config_values_are_refused():
     with pytest.raises(ValueError, match="surface_offset"):
         MeshConfig(surface_offset=0.0)

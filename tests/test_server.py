@@ -280,7 +280,8 @@ class BoxPipeline:
         self.occupancy[20:44, 24:40, 10:30] = True
         self.box = occupancy_to_mesh(self.occupancy)
 
-    def generate(self, prompts, samples=1, two_step=False, sampling=None, seed=None, progress=None, should_stop=None):
+    def generate(self, prompts, samples=1, two_step=False, sampling=None, seed=None, progress=None, should_stop=None,
+                 mesh_config=None):
         from ar3d.core.engine import GenerationCancelled, SamplingConfig
         from ar3d.core.pipeline import MeshResult, PipelineOutput
         from ar3d.core.policy import GenerationResult, Progress, Sample, StepOutput
@@ -443,7 +444,8 @@ class SlowPipeline(BoxPipeline):
         super().__init__()
         self.seconds, self.deaf = seconds, deaf
 
-    def generate(self, prompts, samples=1, two_step=False, sampling=None, seed=None, progress=None, should_stop=None):
+    def generate(self, prompts, samples=1, two_step=False, sampling=None, seed=None, progress=None, should_stop=None,
+                 mesh_config=None):
         from ar3d.core.engine import GenerationCancelled
         from ar3d.core.policy import Progress
 
@@ -506,3 +508,40 @@ def test_cancel_lands_inside_the_vqvae_decode(pipe):
         pipe.decode(codes, should_stop=stop_after_three)
     assert len(calls) == 4  # stopped at the 4th layer, not after the whole decode
     assert pipe.decode(codes).shape == (2, 64, 64, 64) and len(calls) == 4
+
+
+def test_smoothing_field_reaches_the_mesh_settings():
+    """Issue #21: a job's `smoothing` picks the mesh's Taubin passes; an unknown level is a 422.
+    The pipeline is the BoxPipeline stand-in, recording the mesh settings it is handed."""
+    from ar3d.core.mesh import SMOOTHING_LEVELS
+
+    class Recording(BoxPipeline):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def generate(self, *a, mesh_config=None, **k):
+            self.seen.append(mesh_config)
+            return super().generate(*a, **k)
+
+    rec = Recording()
+    with client_for(rec) as c:
+        for body, passes in (({}, 10), ({"smoothing": "none"}, 0), ({"smoothing": "high"}, SMOOTHING_LEVELS["high"])):
+            r = c.post("/v1/jobs", json={"prompt": "a chair", **body})
+            assert r.status_code == 202, r.text
+            assert poll(c, r.json()["id"], finished)[-1]["status"] == "done"
+            assert rec.seen[-1].smoothing_iterations == passes
+        assert_error(c.post("/v1/jobs", json={"prompt": "a chair", "smoothing": "extreme"}), 422, "invalid_request",
+                     "smoothing")  # fmt: skip
+    # the add-on offers exactly the server's levels (its client module is pure stdlib)
+    import importlib.util
+    import typing
+    from pathlib import Path
+
+    from ar3d.server.app import JobRequest
+
+    spec = importlib.util.spec_from_file_location("addon_client", Path(__file__).parents[1] / "addon" / "client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    levels = typing.get_args(JobRequest.model_fields["smoothing"].annotation)
+    assert tuple(i[0] for i in client.SMOOTHING_ITEMS) == levels == tuple(SMOOTHING_LEVELS)

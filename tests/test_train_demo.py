@@ -26,6 +26,13 @@ def test_train_demo_smoke(tmp_path):
     assert policy.vocab.num_codes == vq.config.num_embeddings
     report = json.loads((out / "training_report.json").read_text())  # settings, seeds, metrics per stage
     assert report
+    # the held-out evaluation reports strict attribute accuracy and mesh quality (issue #21)
+    gt, one = report["eval"]["ground_truth"], report["eval"]["one_step"]
+    # (the smoke test split's bench has leg pairs 2 voxels apart, which the mesh's closing fuses:
+    # the strict checker reads the mesh, so 3 legs; every other ground-truth attribute reads right)
+    assert gt["strict_attribute_accuracy_mean"] >= 0.85 and gt["quality"]["raw"]["defective"] == 0.0
+    assert 0 <= one["strict_attribute_accuracy_mean"] <= 1 and set(one["quality"]) == {"raw", "delivered"}
+    assert set(report["eval"]["two_step_refined"]["quality"]["raw"]) >= {"defective", "unwanted_holes", "fragments"}
 
 
 def _rows(split="train"):

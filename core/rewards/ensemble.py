@@ -73,10 +73,18 @@ def demo_terms() -> list[TermConfig]:
     return _terms(("procedural.family", {}), ("procedural.attributes", {}), *[(t.reward, {"weight": 0.25}) for t in geometry_terms()])
 
 
+def demo_strict_terms() -> list[TermConfig]:
+    """Demo v2 (issue #21): strict attribute counts and mesh quality instead of the lenient
+    checks and the render-based geometry terms (occupancy only: no Blender needed)."""
+    return _terms(("procedural.family", {}), ("procedural.attributes_strict", {}), ("procedural.quality", {"weight": 0.5}),
+                  ("geometry.fill", {"weight": 0.25}))  # fmt: skip
+
+
 PRESETS = {
     "paper": (paper_step1, paper_step2),
     "geometry": (geometry_terms, geometry_terms),
     "demo": (demo_terms, demo_terms),
+    "demo_strict": (demo_strict_terms, demo_strict_terms),
 }
 
 

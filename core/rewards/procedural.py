@@ -71,11 +71,14 @@ class FamilyMatch:
 
 
 class AttributeMatch:
-    """Fraction of the prompted attributes the grid shows (name "procedural.attributes").
+    """Fraction of the prompted attributes the grid shows (name "procedural.attributes", or
+    "procedural.attributes_strict" with ``strict=True``).
 
-    Only attributes with a checker in ``ar3d.procedural.evaluate.CHECKERS`` count; a family
-    without any, or an empty grid's unreadable attributes, are reported in the details. A grid
-    the checkers cannot read scores 0 (counted wrong, as the demo model's evaluation does).
+    Only attributes with a checker count (``ar3d.procedural.evaluate.CHECKERS``; strict:
+    ``ar3d.procedural.strict.STRICT_CHECKERS``, counts a person would agree with, read off the
+    meshed solid); a family without any, or an empty grid's unreadable attributes, are reported
+    in the details. A grid the checkers cannot read scores 0 (counted wrong, as the demo model's
+    evaluation does).
     """
 
     name = "procedural.attributes"
@@ -83,10 +86,17 @@ class AttributeMatch:
     value_range = (0.0, 1.0)
     needs = frozenset({"occupancy"})
 
-    def __init__(self) -> None:
-        from ...procedural import evaluate
+    def __init__(self, strict: bool = False) -> None:
+        from ...procedural import evaluate, strict as strict_checkers
 
-        self._evaluate = evaluate
+        self.strict = bool(strict)
+        if self.strict:
+            self.name = "procedural.attributes_strict"
+            self._checkers = strict_checkers.STRICT_CHECKERS
+            self._check = strict_checkers.check_attributes_strict
+        else:
+            self._checkers = evaluate.CHECKERS
+            self._check = evaluate.check_attributes
 
     def score(self, batch: RewardBatch) -> list[SampleScore]:
         out = []
@@ -99,12 +109,12 @@ class AttributeMatch:
                 out.append(SampleScore.fail("no decoded occupancy grid"))
                 continue
             fam, want = m["family"], m.get("attributes", {})
-            checked = [k for k in self._evaluate.CHECKERS.get(fam, {}) if k in want]
+            checked = [k for k in self._checkers.get(fam, {}) if k in want]
             if not checked:
                 out.append(SampleScore.fail(f"no checkable attribute for family '{fam}'"))
                 continue
             try:
-                got = self._evaluate.check_attributes(fam, g) if g.any() else {}
+                got = self._check(fam, g) if g.any() else {}
             except Exception as e:  # a degenerate grid the checkers cannot read
                 got = {}
                 note = f"checker failed: {type(e).__name__}"
@@ -115,6 +125,42 @@ class AttributeMatch:
             if note:
                 details["note"] = note
             out.append(SampleScore(sum(right.values()) / len(right), details=details))
+        return out
+
+
+class MeshQuality:
+    """Is the mesh clean for its family (name "procedural.quality")? 1 when it has no through-hole
+    beyond the family's expected topology and no floating fragment, 1 / (1 + unwanted holes +
+    fragments) otherwise, 0 for a grid that gives no mesh (``ar3d.procedural.quality``).
+
+    Without procedural metadata only fragments count (any genus is allowed), so the reward also
+    works on general prompts. ``delivered=True`` judges the mesh after the pipeline's relative
+    debris removal; the default judges what the model made, so RL learns not to make crumbs.
+    """
+
+    name = "procedural.quality"
+    sub_scores = 1
+    value_range = (0.0, 1.0)
+    needs = frozenset({"occupancy"})
+
+    def __init__(self, delivered: bool = False, perforation_min: int = 3) -> None:
+        from ...procedural import quality
+        from ..mesh import MeshConfig
+
+        self._quality = quality
+        mesh = MeshConfig() if delivered else MeshConfig(min_fragment_fraction=0.0)
+        self.config = quality.QualityConfig(mesh=mesh, perforation_min=perforation_min)
+
+    def score(self, batch: RewardBatch) -> list[SampleScore]:
+        out = []
+        for i in range(len(batch)):
+            g = _grid(batch, i)
+            if g is None:
+                out.append(SampleScore.fail("no decoded occupancy grid"))
+                continue
+            m = _meta(batch, i) or {}
+            q = self._quality.assess(g, m.get("family"), m.get("attributes"), self.config)
+            out.append(SampleScore(q.score, details=q.to_dict()))
         return out
 
 

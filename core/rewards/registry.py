@@ -143,3 +143,17 @@ def _attributes(options: dict, context: Context) -> Reward:
     from .procedural import AttributeMatch
 
     return AttributeMatch(**options)
+
+
+@register("procedural.attributes_strict")
+def _attributes_strict(options: dict, context: Context) -> Reward:
+    from .procedural import AttributeMatch
+
+    return AttributeMatch(strict=True, **options)
+
+
+@register("procedural.quality")
+def _quality(options: dict, context: Context) -> Reward:
+    from .procedural import MeshQuality
+
+    return MeshQuality(**options)

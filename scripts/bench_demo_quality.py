@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""CPU measurements for issue #21 ("before" values of the demo model v2 retraining).
+
+* ``--gt``: the lenient and the strict attribute checkers and the mesh-quality measure on the
+  ground-truth held-out grids (how often each agrees with the known attributes/topology);
+* ``--model N``: one-step generation of the first N held-out captions with the bundled demo
+  model (CLI sampling defaults, batches of ``--batch``, seeds 1234 + batch offset, as
+  ``scripts/train_demo.py --stages eval`` seeds them), judged by ``train_demo.judge`` /
+  ``score`` (family, lenient and strict attributes, quality raw and delivered);
+* ``--chair``: the README's "a wooden chair with four legs" for seeds 0–9 through ``TextTo3D``
+  exactly as ``ar3d generate --seed S`` makes it, with a quality verdict per seed.
+
+    python scripts/bench_demo_quality.py --data /work/wt20/data/demo --gt --model 50 --chair --out bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _train_demo():
+    spec = importlib.util.spec_from_file_location("train_demo", HERE / "train_demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def ground_truth(td, data: Path, refs) -> dict:
+    packed, meta = td.load_split(data / "test.npz")
+    gt = np.unpackbits(packed, axis=1, count=td.RES**3).reshape(len(meta), td.RES, td.RES, td.RES).astype(bool)
+    t = time.time()
+    fams = [m["family"] for m in meta]
+    pred, _, attrs, strict, quality = td.judge(gt, fams, refs, 1, [m["attributes"] for m in meta], full=True)
+    out = td.score(meta, pred, attrs, strict, quality)
+    out["seconds"] = round(time.time() - t, 1)
+    return out
+
+
+def model(td, data: Path, refs, model_dir: Path, n: int, batch: int, seed: int) -> dict:
+    import torch
+
+    from ar3d.core.engine import SamplingConfig
+    from ar3d.core.policy import Policy
+    from ar3d.core.vqvae import load_vqvae
+
+    packed, meta = td.load_split(data / "test.npz", n)
+    policy = Policy.load(str(model_dir), device="cpu")
+    vq = load_vqvae(model_dir / "vqvae.safetensors", device=torch.device("cpu"))
+    prompts = [m["caption"].strip() for m in meta]
+    codes, secs = [], 0.0
+    t = time.time()
+    for i in range(0, n, batch):
+        out = policy.generate(prompts[i : i + batch], two_step=False, sampling=SamplingConfig(), seed=seed + i)
+        secs += out.seconds
+        codes += [s.steps[-1].codes for s in out.samples]
+        print(f"generated {min(n, i + batch)}/{n} in {time.time() - t:.0f}s", file=sys.stderr, flush=True)
+    with torch.no_grad():
+        occ = vq.decode_occupancy(torch.as_tensor(np.stack(codes), dtype=torch.long))[:, 0].numpy()
+    fams = [m["family"] for m in meta]
+    pred, _, attrs, strict, quality = td.judge(occ, fams, refs, 1, [m["attributes"] for m in meta], full=True)
+    res = td.score(meta, pred, attrs, strict, quality)
+    res.update(generate_seconds=round(secs, 1), seconds_per_mesh=round(secs / n, 2), batch=batch, seed=seed,
+               engine=out.engine, sampling=vars(SamplingConfig()))  # fmt: skip
+    return res
+
+
+def chair(model_dir: Path, refs, seeds=range(10), prompt="a wooden chair with four legs") -> dict:
+    from ar3d.core.engine import SamplingConfig
+    from ar3d.core.mesh import MeshConfig
+    from ar3d.core.pipeline import TextTo3D
+    from ar3d.procedural.evaluate import check_attributes, classify_batch
+    from ar3d.procedural.quality import QualityConfig, assess
+    from ar3d.procedural.strict import check_attributes_strict
+
+    pipe = TextTo3D.load(str(model_dir), device="cpu")
+    rows = []
+    for seed in seeds:
+        out = pipe.generate(prompt, 1, False, SamplingConfig(), seed)
+        r = out.results[0]
+        g = r.occupancy
+        raw = assess(g, "chair", {"legs": 4})
+        delivered = assess(g, "chair", {"legs": 4}, QualityConfig(mesh=MeshConfig()))
+        fam = classify_batch([g], refs)[0][0]
+        rows.append({
+            "seed": seed, "family": fam, "legs_lenient": check_attributes("chair", g).get("legs"),
+            "legs_strict": check_attributes_strict("chair", g).get("legs"),
+            "raw": raw.to_dict(), "delivered": delivered.to_dict(),
+            "mesh_watertight": bool(r.mesh.is_watertight) if r.mesh is not None else None,
+            "generate_seconds": round(out.generation.seconds, 1),
+        })  # fmt: skip
+        print(f"chair seed {seed}: {fam}, legs {rows[-1]['legs_lenient']}/{rows[-1]['legs_strict']}, "
+              f"genus {raw.genus} (expected {raw.expected_genus}), fragments {raw.fragments}, "
+              f"clean raw {raw.clean} delivered {delivered.clean}", file=sys.stderr, flush=True)  # fmt: skip
+    return {"prompt": prompt, "rows": rows,
+            "clean_raw": sum(r["raw"]["clean"] for r in rows), "clean_delivered": sum(r["delivered"]["clean"] for r in rows)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("data/demo"), help="folder with test.npz and refs.npz")
+    ap.add_argument("--model-dir", type=Path, default=HERE.parent / "models" / "demo")
+    ap.add_argument("--gt", action="store_true")
+    ap.add_argument("--model", type=int, default=0, help="held-out captions to generate (0 = skip)")
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--chair", action="store_true")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    td = _train_demo()
+    refs = td.load_refs(args.data / "refs.npz")
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report["machine"] = {"cpu_threads": __import__("torch").get_num_threads(), "date": time.strftime("%Y-%m-%d")}
+    steps = [("ground_truth", args.gt, lambda: ground_truth(td, args.data, refs)),
+             ("one_step", args.model > 0, lambda: model(td, args.data, refs, args.model_dir, args.model, args.batch, args.seed)),
+             ("readme_chair", args.chair, lambda: chair(args.model_dir, refs))]  # fmt: skip
+    for key, wanted, fn in steps:
+        if wanted:
+            report[key] = fn()
+            args.out.write_text(json.dumps(report, indent=1, default=str))
+            print(f"{key}: done", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
