@@ -215,3 +215,12 @@ def test_signal_stops_after_the_step_with_checkpoint_and_export(tmp_path, small_
     assert len(history) == 1
     assert latest(tmp_path / "ckpt").name.endswith("1")
     assert Policy.load(tmp_path / "policy", device="cpu").vocab.num_codes == 64
+
+
+def test_trainer_rolls_out_in_its_own_precision_whatever_ar3d_precision_says(tmp_path, small_pair, prompts_file, monkeypatch):
+    """AR3D_PRECISION picks 8-bit weights for inference commands; the trainer must ignore it (its
+    log-probs are those of the weights it trains). On this CPU machine an 8-bit load would refuse."""
+    monkeypatch.setenv("AR3D_PRECISION", "fp8")
+    trainer = _toy_trainer(tmp_path, small_pair, prompts_file, 1)
+    assert trainer.policy.precision == "default"
+    assert not any(type(m).__name__ == "QuantLinear" for m in trainer.policy.model.modules())
