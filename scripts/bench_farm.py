@@ -27,6 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_render import make_meshes  # noqa: E402  (the same six primitives, one GLB each)
+
 BARE = r"""
 import math, sys, bpy
 src, out, res = sys.argv[-3], sys.argv[-2], int(sys.argv[-1])
@@ -58,26 +61,6 @@ for i, pos in enumerate([(0, -2, 0), (2, 0, 0), (0, 2, 0), (-2, 0, 0), (0, 0, 2)
     scene.render.filepath = f"{out}/view_{i:03d}.png"
     bpy.ops.render.render(write_still=True)
 """
-
-
-def make_meshes(folder: Path, n: int) -> list[Path]:
-    import trimesh
-
-    shapes = [
-        lambda: trimesh.creation.icosphere(3),
-        lambda: trimesh.creation.box((1, 0.6, 1.8)),
-        lambda: trimesh.creation.torus(1.0, 0.3),
-        lambda: trimesh.creation.capsule(1.5, 0.4),
-        lambda: trimesh.creation.cylinder(0.5, 2.0, sections=48),
-        lambda: trimesh.creation.cone(0.8, 1.6, sections=48),
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        p = folder / f"mesh_{i:03d}.glb"
-        shapes[i % len(shapes)]().apply_scale(1 + 0.01 * i).export(p)
-        paths.append(p)
-    return paths
 
 
 def farm(meshes, out: Path, workers: int, ray=None) -> dict:

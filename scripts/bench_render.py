@@ -44,6 +44,7 @@ def make_meshes(folder: Path, n: int) -> list[Path]:
         lambda: trimesh.creation.cylinder(0.5, 2.0, sections=48),
         lambda: trimesh.creation.cone(0.8, 1.6, sections=48),
     ]
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         mesh = shapes[i % len(shapes)]()
