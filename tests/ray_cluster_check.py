@@ -151,11 +151,11 @@ def scenario_node_loss(work: Path) -> dict:
     watch = InodeWatch(out, [it.id for it in items])
     removed = threading.Event()
 
-    def remover():  # every node's one actor pulls items back to back: with 2 done and most
+    def remover():  # every node's one actor pulls items back to back: with 3 done and most
         # still queued, the victim is rendering one; take its node away (raylet and workers die)
         end = time.monotonic() + 240
         while time.monotonic() < end:
-            if len(list(out.glob("*/render.json"))) >= 2:
+            if len(list(out.glob("*/render.json"))) >= 3:  # by then every node's actor has started
                 cluster.remove_node(victim, allow_graceful=False)
                 removed.set()
                 return
