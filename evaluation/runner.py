@@ -308,9 +308,10 @@ class EvalRunner:
         old = read_json(self.out / SETTINGS_FILE)
         if old is None:
             return
-        diff = [k for k in RESUME_KEYS if old.get(k, _OLD_DEFAULTS.get(k)) != settings.get(k)]
+        old = {**_OLD_DEFAULTS, **old}
+        diff = [k for k in RESUME_KEYS if old.get(k) != settings.get(k)]
         if diff:
-            details = "; ".join(f"{k}: {old.get(k, _OLD_DEFAULTS.get(k))!r} there, {settings.get(k)!r} now" for k in diff)
+            details = "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
             raise EvalError(
                 f"'{self.out}' holds an evaluation with other settings ({details}). Its records would mix with "
                 "this run's: pass another --out, or delete that folder to start over."
