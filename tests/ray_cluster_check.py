@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -140,7 +141,7 @@ def scenario_node_loss(work: Path) -> dict:
 
     from ar3d.headless.farm import collect_items, run_farm
     from ar3d.headless.pool import PoolConfig
-    from ar3d.headless.ray_pool import RayConfig
+    from ar3d.headless.ray_pool import RayConfig, RayRenderPool
     from ar3d.headless.render import RenderConfig
 
     cluster, nodes = start_cluster(3, remote_last=False)
@@ -150,23 +151,53 @@ def scenario_node_loss(work: Path) -> dict:
     out = work / "out"
     watch = InodeWatch(out, [it.id for it in items])
     removed = threading.Event()
+    facts: dict = {}
 
-    def remover():  # every node's one actor pulls items back to back: with 3 done and most
-        # still queued, the victim is rendering one; take its node away (raylet and workers die)
+    pools = []  # the farm's pool, seen through its public stats() to time the kill
+    real_init = RayRenderPool.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        pools.append(self)
+
+    RayRenderPool.__init__ = init
+
+    def victim_pids() -> set[int]:
+        import psutil
+
+        pids = set()
+        for _, proc in victim.live_processes():  # raylet & co; the actors are their children
+            try:
+                pids |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+            except psutil.NoSuchProcess:
+                pass
+        return pids
+
+    def remover():  # kill the victim's node (raylet and workers die, no graceful exit) just
+        # after its actor took an item, so that item is in flight
         end = time.monotonic() + 240
         while time.monotonic() < end:
-            if len(list(out.glob("*/render.json"))) >= 3:  # by then every node's actor has started
-                cluster.remove_node(victim, allow_graceful=False)
-                removed.set()
-                return
-            time.sleep(0.05)
+            if pools:
+                ours = victim_pids()
+                for w in pools[0].stats().workers:
+                    if w.pid in ours and w.state == "busy" and w.jobs_done >= 1 and (w.job_s or 9) < 0.3:
+                        facts["killed_after_s"] = w.job_s
+                        for pid in ours:  # as a machine that loses power: its actors and
+                            try:  # Blender workers die with the raylet, none finishes its item
+                                os.kill(pid, signal.SIGKILL)
+                            except ProcessLookupError:
+                                pass
+                        cluster.remove_node(victim, allow_graceful=False)
+                        removed.set()
+                        return
+            time.sleep(0.02)
 
     t = threading.Thread(target=remover, daemon=True)
     t.start()
     summary = run_farm(items, out, RenderConfig(resolution=128, views="ring:12"), PoolConfig(timeout_s=120),
                        ray=RayConfig(address=cluster.address, node_poll_s=0.5))  # fmt: skip
     t.join(5)
-    facts = {
+    facts.update({
         "removed": removed.is_set(),
         "summary": [summary.rendered, summary.skipped, summary.failed],
         "retried": summary.retried,
@@ -176,7 +207,7 @@ def scenario_node_loss(work: Path) -> dict:
         "rewritten": watch.rewritten(),
         "partials": [p.name for p in out.rglob(".*partial*")],
         "runs": sorted({json.loads(p.read_text())["run"] for p in out.glob("*/render.json")}),
-    }
+    })
     ray.shutdown()
     cluster.shutdown()
     return facts

@@ -61,23 +61,17 @@ def test_ray_pool_for_trainer_and_eval_and_a_resumed_farm_run(tmp_path):
     assert facts["cli_rc"] == 0 and facts["cli_resolution"] == 40  # `ar3d render --ray ADDRESS`
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_a_node_lost_mid_run_loses_no_item_and_writes_none_twice(tmp_path):
-    """Three 1-CPU nodes; one is killed (no graceful exit) mid-run: all 12 items end done once,
-    nothing partial is left, and an item the lost node was rendering is rescheduled.
+    """Three 1-CPU nodes; one is killed (no graceful exit) just after its actor took an item:
+    all 12 items end done once, nothing partial is left, and the lost item is rescheduled.
 
-    The kill lands between two of the victim's items now and then (seen on a quiet machine: its
-    actor had not taken an item yet), and then nothing needs rescheduling: such a run still
-    checks that nothing is lost or written twice, and the scenario is run again (at most three
-    times) until a kill hits an item in flight."""
-    retried = []
-    for attempt in range(3):
-        facts = run_scenario("scenario_node_loss", tmp_path / f"attempt{attempt}")
-        assert facts["removed"]
-        assert facts["summary"] == [12, 0, 0], facts["failures"]
-        assert facts["done"] == 12 and facts["rewritten"] == [] and facts["partials"] == []
-        assert len(facts["runs"]) == 1 and sum(facts["per_node"]) == 12
-        retried.append(facts["retried"])
-        if facts["retried"] >= 1:  # the lost node's item went to another node
-            break
-    assert retried[-1] >= 1, f"no kill hit an item in flight in {len(retried)} runs: {retried}"
+    The kill is timed on the pool's own stats (the victim's actor busy for < 0.3 s of a
+    multi-second render), not on how many items are done: a count-based kill missed the
+    in-flight item in 3 runs of 3 on a loaded CI machine."""
+    facts = run_scenario("scenario_node_loss", tmp_path)
+    assert facts["removed"], "the victim's actor never took an item within 240 s"
+    assert facts["summary"] == [12, 0, 0], facts["failures"]
+    assert facts["done"] == 12 and facts["rewritten"] == [] and facts["partials"] == []
+    assert len(facts["runs"]) == 1 and sum(facts["per_node"]) == 12
+    assert facts["retried"] >= 1, facts  # the lost node's item went to another node
