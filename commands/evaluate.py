@@ -10,7 +10,7 @@ from .common import CliError, sampling_config
 
 
 def _eval_config(args, out, model, vqvae, label):
-    from ..evaluation.runner import EvalConfig
+    from ..evaluation.config import EvalConfig
 
     metrics = args.metrics.strip().lower()
     if metrics == "auto":
@@ -45,7 +45,8 @@ def _print_run(res, label: str | None = None) -> None:
 
 def cmd_eval(args) -> int:
     """Evaluate a checkpoint on a benchmark (resumable); with --compare-model, two of them."""
-    from ..evaluation.runner import run_comparison, run_eval
+    from ..evaluation.comparison import run_comparison
+    from ..evaluation.runner import run_eval
 
     out = Path(args.out)
     if args.compare_model is None and args.compare_vqvae is None:
@@ -75,7 +76,7 @@ def _print_unavailable(run_dir: Path) -> None:
 
 def cmd_eval_compare(args) -> int:
     """Compare two finished evaluation folders (no generation): one report, B against A."""
-    from ..evaluation.report import write_comparison
+    from ..evaluation.comparison_report import write_comparison
 
     for run in (args.run_a, args.run_b):
         if not (Path(run) / "eval.json").is_file():

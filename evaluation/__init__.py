@@ -2,9 +2,10 @@
 
 Modules: ``benchmark`` (the JSONL format, the bundled ar3d-reason suite), ``features`` (CLIP,
 Inception-v3 and DINOv2 feature extractors, loaded once, batched), ``metrics`` (CLIP score,
-kernel distance, Fréchet distance), ``runner`` (generate → mesh → render → score, resumable),
-``report`` (Markdown/HTML report, plots, render grids, two-run comparison).
+kernel distance, Fréchet distance), ``runner`` (generate → mesh → render → score, resumable;
+its stages ``generation``, ``scoring``, ``references``), ``comparison`` (two checkpoints), ``report``
+and ``comparison_report`` (Markdown/HTML reports, plots, render grids).
 
-Importing this package is light (no torch): the render workers import ``runner`` for their
+Importing this package is light (no torch): the render workers import ``_jobs`` for their
 write-back job.
 """

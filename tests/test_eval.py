@@ -187,7 +187,7 @@ def test_eval_runs_generates_renders_scores_and_records_failures(e2e):
         assert {(e["id"], e["stage"]) for e in errors} == {("m2", "generate"), ("s2", "reference")}
         assert any("2000" in e["error"] for e in errors if e["id"] == "m2")
         rec = json.loads((r / "samples" / "s1" / "record.json").read_text())
-        from ar3d.evaluation.runner import batch_seed
+        from ar3d.evaluation.generation import batch_seed
 
         assert rec["seed"] == batch_seed(0, ["s1", "s2", "m1"]) and rec["batch"] == ["s1", "s2", "m1"]
         (s,) = rec["samples"]
@@ -201,7 +201,7 @@ def test_eval_runs_generates_renders_scores_and_records_failures(e2e):
 def test_clip_score_and_kd_fd_recompute_from_the_saved_files(e2e):
     from ar3d.evaluation.features import CLIPFeatures
     from ar3d.evaluation.metrics import clip_score, frechet_distance, kernel_distance
-    from ar3d.evaluation.runner import load_views
+    from ar3d.evaluation.files import load_views
 
     r, files = e2e["out"] / "a", e2e["files"]
     rec = json.loads((r / "samples" / "m1" / "record.json").read_text())
@@ -319,7 +319,8 @@ def test_eval_compare_command_and_mismatched_resume(e2e, tmp_path, capsys):
 
 def test_kd_fd_without_references_or_features_say_why(tmp_path):
     from ar3d.evaluation.features import FeatureSet
-    from ar3d.evaluation.runner import EvalConfig, EvalRunner
+    from ar3d.evaluation.config import EvalConfig
+    from ar3d.evaluation.runner import EvalRunner
 
     bench = load_benchmark().select(["stylised"], limit=2)
     runner = EvalRunner(EvalConfig(out=tmp_path), features=FeatureSet(unavailable={"inception": "no weights here"}))

@@ -228,7 +228,9 @@ def test_eval_settings_record_precision_and_refuse_mixing(tmp_path, monkeypatch)
     """A rerun of `ar3d eval` with another precision would mix samples: refused like other settings;
     a run made before precision was recorded counts as the default."""
     from ar3d.evaluation.benchmark import load_benchmark
-    from ar3d.evaluation.runner import EvalConfig, EvalError, EvalRunner
+    from ar3d.evaluation.config import EvalConfig, EvalError
+    from ar3d.evaluation.run_settings import check_resume
+    from ar3d.evaluation.runner import EvalRunner
 
     monkeypatch.delenv("AR3D_PRECISION", raising=False)
     run = EvalRunner(EvalConfig(out=tmp_path, precision="fp8"))
@@ -237,9 +239,9 @@ def test_eval_settings_record_precision_and_refuse_mixing(tmp_path, monkeypatch)
     old = dict(settings, precision="default")
     (tmp_path / "eval.json").write_text(__import__("json").dumps(old))
     with pytest.raises(EvalError, match="precision: 'default' there, 'fp8' now"):
-        run._check_resume(settings)
+        check_resume(tmp_path, settings)
     del old["precision"]  # an older run: recorded nothing, ran in the default precision
     (tmp_path / "eval.json").write_text(__import__("json").dumps(old))
     with pytest.raises(EvalError, match="precision"):
-        run._check_resume(settings)
-    EvalRunner(EvalConfig(out=tmp_path))._check_resume(dict(settings, precision="default"))
+        check_resume(tmp_path, settings)
+    check_resume(tmp_path, dict(settings, precision="default"))
