@@ -11,7 +11,7 @@ from .common import CliError
 def cmd_render(args) -> int:
     from ..headless.farm import collect_items, parse_shard, run_farm, shard
     from ..headless.pool import PoolConfig
-    from ..headless.render import RenderConfig
+    from ..headless.render_config import RenderConfig
 
     background = args.background
     if background not in ("transparent", "white"):

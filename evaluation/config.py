@@ -90,7 +90,7 @@ class EvalConfig:
             raise EvalError("KD needs at least 1 subset of at least 2 features")
 
     def render_config(self):
-        from ..headless.render import RenderConfig
+        from ..headless.render_config import RenderConfig
 
         try:
             return RenderConfig(engine=self.engine, resolution=self.resolution, samples=self.render_samples,
@@ -99,7 +99,7 @@ class EvalConfig:
             raise EvalError(f"render settings: {e}") from None
 
     def reward_render_config(self):
-        from ..headless.render import RenderConfig
+        from ..headless.render_config import RenderConfig
 
         return RenderConfig(engine=self.engine, resolution=self.reward_resolution, samples=self.render_samples,
                             views="six", background="transparent")  # fmt: skip

@@ -17,7 +17,7 @@ def thumbs(run: Run, sample: dict) -> np.ndarray | None:
     from PIL import Image
 
     from ..core.rewards.base import to_rgb
-    from ..headless.render import grid_image
+    from ..headless.render_result import grid_image
 
     if not sample.get("views"):
         return None

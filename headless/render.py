@@ -50,50 +50,36 @@ Depth and normal go through the compositor (bpy 5.0: ``scene.compositing_node_gr
 ``CompositorNodeTree`` whose File Output node writes one single-layer float EXR per pass and
 view); each EXR is read back through ``bpy.data.images.load`` and ``pixels.foreach_get`` and
 then removed again.
+
+Around the ``Renderer`` (this module, the only one that touches bpy): ``render_config``
+(``RenderConfig``), ``render_result`` (``RenderResult``, its files, ``grid_image``),
+``mesh_input`` (reading and ``normalize_mesh``) and ``quiet`` (Blender's C output to a log).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 import trimesh
 
 from ..core.errors import Ar3dError
-from ..core.mesh import MeshFileError, OptionalDependencyError, load_mesh
-from .views import Camera, intrinsics, look_at, parse_views, transforms_json
+from ..core.mesh import OptionalDependencyError
+from .mesh_input import MeshImportError, as_trimesh, normalize_mesh
+from .quiet import redirect_fds
+from .render_config import CYCLES_GPU_BACKENDS, ENGINES, RenderConfig, _rgb
+from .render_result import RenderResult, result_from_views
+from .views import Camera, look_at
 
-__all__ = [
-    "ENGINES",
-    "CYCLES_GPU_BACKENDS",
-    "RenderConfig",
-    "RenderResult",
-    "Renderer",
-    "RenderError",
-    "MeshImportError",
-    "normalize_mesh",
-    "grid_image",
-]
-
-# ar3d engine name -> Blender engine id (bpy 5.0; Eevee was BLENDER_EEVEE_NEXT in 4.2-4.5).
-ENGINES = {"workbench": "BLENDER_WORKBENCH", "eevee": "BLENDER_EEVEE", "cycles": "CYCLES"}
-# Cycles GPU back-ends tried in this order by device="auto"/"gpu"; the CPU is the fallback.
-CYCLES_GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")
-PASSES = ("depth", "normal")
-_BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "gray": (0.5, 0.5, 0.5), "grey": (0.5, 0.5, 0.5)}
-_WORKBENCH_AA = ("OFF", "FXAA", "5", "8", "11", "16", "32")
+# RenderConfig, RenderResult and MeshImportError are re-exported: they are the Renderer's API.
+__all__ = ["Renderer", "RenderError", "RenderConfig", "RenderResult", "MeshImportError"]
 
 # The three-point rig, in the frame of the camera looking at its target from distance d = 2:
 # x right, y up, z towards the camera; each light sits at target + offset * d / 2 and aims at the
@@ -113,298 +99,6 @@ class RenderError(Ar3dError, RuntimeError):
     """Blender could not render (bad setting for this engine, no GPU where one was demanded…)."""
 
 
-class MeshImportError(MeshFileError):
-    """A mesh file could not be read into the renderer (missing, unreadable, no faces)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# config and result
-
-
-@dataclass
-class RenderConfig:
-    """How to render. Every field has a documented default; ``validate()`` checks them.
-
-    engine: "workbench" (fast OpenGL previews and tests) | "eevee" | "cycles".
-    resolution: square image side in pixels.
-    samples: Cycles path-tracing samples per pixel / Eevee temporal AA samples (Workbench uses
-        ``workbench_aa`` instead).
-    views: a ``views.parse_views`` spec: "six" (default layout, see ``views``), "ring:8",
-        "ring:4@30", "hammersley:150", an int (a ring at 20°) or a list of ``Camera``.
-    radius, fov_deg: camera distance and horizontal field of view (TRELLIS' 2.0 and 40°).
-    background: "transparent" | "white" | "black" | "gray" | (r, g, b) floats in [0, 1].
-    lighting: "default" (studio light in Workbench, the three-point rig in Eevee/Cycles) |
-        "flat" (Workbench flat shading; world ambient only in Eevee/Cycles).
-    device: Cycles only. "auto" tries OPTIX → CUDA → HIP → METAL → ONEAPI → CPU, "gpu" the same
-        but fails without a GPU, "cpu" the CPU. ``RenderResult.device`` says what was used.
-    seed: Cycles' sampling seed.
-    passes: any of "depth", "normal" (the object mask always comes from alpha).
-    color: the material's base colour, linear RGB in [0, 1]; mesh colours/textures are ignored.
-
-    Additions: normalize (into the unit cube, see ``normalize_mesh``); smooth_angle_deg (shade
-    smooth but keep edges sharper than this; None = flat shading); workbench_aa (Workbench's
-    anti-aliasing: "OFF", "FXAA" (default), "5", "8", "11", "16", "32" samples; at 224² on two
-    busy CPU cores with software GL about 0.02, 0.04, 0.07 and 0.1-0.15 s a view for OFF, FXAA,
-    5 and 8); denoise (Cycles' OpenImageDenoise; off by default so that the images are the raw
-    samples; on the CPU it was bit-reproducible too); quiet (send Blender's C-level
-    stdout/stderr chatter to a per-job log that is shown only in errors; it redirects file
-    descriptors 1 and 2 while Blender works, so set it False in processes whose other threads
-    must keep printing).
-    """
-
-    engine: str = "workbench"
-    resolution: int = 512
-    samples: int = 16
-    views: Union[str, int, Sequence[Camera]] = "six"
-    radius: float = 2.0
-    fov_deg: float = 40.0
-    background: Union[str, tuple] = "transparent"
-    lighting: str = "default"
-    device: str = "auto"
-    seed: int = 0
-    passes: tuple[str, ...] = ()
-    color: tuple = (0.8, 0.8, 0.8)
-    # additions to the contract
-    normalize: bool = True
-    smooth_angle_deg: float | None = 30.0
-    workbench_aa: str = "OFF"
-    denoise: bool = False
-    quiet: bool = True
-
-    def validate(self) -> "RenderConfig":
-        """Raise ValueError on a bad field; returns self so calls chain."""
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if int(self.resolution) < 1:
-            raise ValueError(f"resolution must be >= 1, got {self.resolution}")
-        if int(self.samples) < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
-        if self.radius <= 0:
-            raise ValueError(f"radius must be > 0, got {self.radius}")
-        if not 0 < self.fov_deg < 180:
-            raise ValueError(f"fov_deg must be in (0, 180), got {self.fov_deg}")
-        if self.lighting not in ("default", "flat"):
-            raise ValueError(f"lighting must be 'default' or 'flat', got {self.lighting!r}")
-        if self.device not in ("auto", "cpu", "gpu"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {self.device!r}")
-        bad = [p for p in self.passes if p not in PASSES]
-        if bad or isinstance(self.passes, str):
-            raise ValueError(f"passes must be a tuple of {PASSES}, got {self.passes!r}")
-        if "normal" in self.passes and self.engine == "workbench":
-            raise ValueError("Workbench has no normal pass; use engine='eevee' or 'cycles' for passes=('normal',)")
-        if str(self.workbench_aa) not in _WORKBENCH_AA:
-            raise ValueError(f"workbench_aa must be one of {_WORKBENCH_AA}, got {self.workbench_aa!r}")
-        if self.smooth_angle_deg is not None and not 0 <= self.smooth_angle_deg <= 180:
-            raise ValueError(f"smooth_angle_deg must be in [0, 180] or None, got {self.smooth_angle_deg}")
-        _rgb(self.color, "color")
-        self.background_rgb()
-        parse_views(self.views, self.radius, self.fov_deg)
-        return self
-
-    def background_rgb(self) -> tuple[float, float, float] | None:
-        """The opaque background colour in [0, 1] display space, or None when transparent."""
-        bg = self.background
-        if isinstance(bg, str):
-            if bg == "transparent":
-                return None
-            if bg in _BACKGROUNDS:
-                return _BACKGROUNDS[bg]
-            raise ValueError(f"background must be 'transparent', {', '.join(_BACKGROUNDS)} or (r, g, b), got {bg!r}")
-        return _rgb(bg, "background")
-
-    def cameras(self) -> list[Camera]:
-        return parse_views(self.views, self.radius, self.fov_deg)
-
-
-def _rgb(value, what) -> tuple[float, float, float]:
-    try:
-        a = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        a = np.zeros(0)
-    if a.shape != (3,) or not np.all((a >= 0) & (a <= 1)):
-        raise ValueError(f"{what} must be three floats in [0, 1], got {value!r}")
-    return (float(a[0]), float(a[1]), float(a[2]))
-
-
-@dataclass
-class RenderResult:
-    """The views of one render, in memory.
-
-    images: uint8 [V, H, W, 4] RGBA (see the module docstring for alpha and background).
-    mask: bool [V, H, W], ``alpha >= 128``.
-    depth: float32 [V, H, W] distance along the view axis, inf on the background; or None.
-    normal: float32 [V, H, W, 3] world-space unit normals, 0 on the background; or None.
-    cameras, intrinsics (3x3, pixels, OpenCV-style), extrinsics ([V, 4, 4] camera-to-world,
-    Blender/NeRF convention, the ``transform_matrix`` of transforms.json).
-    engine: the ar3d engine name; device: "CPU", e.g. "OPTIX: NVIDIA H100 80GB HBM3" for Cycles,
-    "OPENGL" (Blender's GPU module; software GL without a GPU) for Workbench/Eevee.
-    seconds: wall time of the whole render() call.
-
-    Additions: alpha (uint8 [V, H, W] coverage), fov_deg, scale/offset (the normalisation,
-    ``v' = v * scale + offset``), view_seconds (per-view wall time).
-    """
-
-    images: np.ndarray
-    mask: np.ndarray
-    depth: np.ndarray | None
-    normal: np.ndarray | None
-    cameras: list[Camera]
-    intrinsics: np.ndarray
-    extrinsics: np.ndarray
-    engine: str
-    device: str
-    seconds: float
-    alpha: np.ndarray | None = None
-    fov_deg: float = 40.0
-    scale: float = 1.0
-    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    view_seconds: list[float] = field(default_factory=list)
-
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """(height, width)."""
-        return int(self.images.shape[1]), int(self.images.shape[2])
-
-    def transforms(self, file_names: Sequence[str]) -> dict:
-        h, w = self.resolution
-        return transforms_json(self.cameras, self.fov_deg, w, h, file_names)
-
-    def write(self, out_dir, prefix: str = "view", grid: bool = True, transforms: bool = True, passes: bool = True) -> list[Path]:
-        """Write ``{prefix}_000.png`` …, ``grid.png`` (all views tiled), ``transforms.json``
-        (NeRF, file paths relative to ``out_dir``) and, when depth or normal were rendered,
-        ``passes.npz`` (mask, depth, normal, intrinsics, extrinsics). Each file is written to a
-        temporary name in ``out_dir`` and renamed, so readers never see a half-written file.
-        Returns the paths written, in that order."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        names = [f"{prefix}_{i:03d}.png" for i in range(len(self.images))]
-        written = []
-        for name, img in zip(names, self.images):
-            written.append(_atomic_write(out / name, lambda p, img=img: _save_png(p, img)))
-        if grid:
-            g = grid_image(self.images)
-            written.append(_atomic_write(out / "grid.png", lambda p: _save_png(p, g)))
-        if transforms:
-            text = json.dumps(self.transforms(names), indent=2)
-            written.append(_atomic_write(out / "transforms.json", lambda p: p.write_text(text)))
-        if passes and (self.depth is not None or self.normal is not None):
-            arrays = {"mask": self.mask, "intrinsics": self.intrinsics, "extrinsics": self.extrinsics}
-            if self.depth is not None:
-                arrays["depth"] = self.depth
-            if self.normal is not None:
-                arrays["normal"] = self.normal
-
-            def save_npz(p):
-                with open(p, "wb") as f:
-                    np.savez_compressed(f, **arrays)
-
-            written.append(_atomic_write(out / "passes.npz", save_npz))
-        return written
-
-
-def _atomic_write(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _save_png(path: Path, img: np.ndarray) -> None:
-    from PIL import Image  # Pillow comes with scikit-image, an ar3d dependency
-
-    # Level 1: ~3x faster than Pillow's default 6 for ~10% larger files; farms write millions.
-    Image.fromarray(np.ascontiguousarray(img)).save(path, format="PNG", compress_level=1)
-
-
-def grid_image(images: np.ndarray, cols: int | None = None) -> np.ndarray:
-    """Tile ``[V, H, W(, C)]`` images into one ``[rows*H, cols*W(, C)]`` image, row-major.
-
-    ``cols`` defaults to ``ceil(V / floor(sqrt(V)))`` (6 views: 3 x 2, 8: 4 x 2, 4: 2 x 2).
-    Empty cells are zeros (transparent for RGBA).
-    """
-    images = np.asarray(images)
-    if images.ndim not in (3, 4) or len(images) == 0:
-        raise ValueError(f"expected a non-empty [V, H, W] or [V, H, W, C] array, got shape {images.shape}")
-    v = len(images)
-    if cols is None:
-        cols = math.ceil(v / max(1, math.isqrt(v)))
-    cols = max(1, min(int(cols), v))
-    rows = math.ceil(v / cols)
-    pad = rows * cols - v
-    if pad:
-        images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-    h, w = images.shape[1:3]
-    tiled = images.reshape((rows, cols) + images.shape[1:]).swapaxes(1, 2)
-    return tiled.reshape((rows * h, cols * w) + images.shape[3:])
-
-
-def normalize_mesh(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, float, np.ndarray]:
-    """Fit a copy of ``mesh`` into ``[-0.5, 0.5]^3`` as TRELLIS-style evaluations do.
-
-    ``scale = 1 / max(bbox extent)``, ``offset = -scale * bbox_centre``; the copy's vertices are
-    ``v * scale + offset``: its bounding-box centre is the origin and its longest side is 1.
-    """
-    bounds = np.asarray(mesh.bounds, dtype=np.float64)
-    extent = float(np.max(bounds[1] - bounds[0])) if bounds.size else 0.0
-    if not np.isfinite(extent) or extent <= 0:
-        raise ValueError("mesh has zero or non-finite extent; it cannot be normalised")
-    scale = 1.0 / extent
-    offset = -scale * (bounds[0] + bounds[1]) / 2.0
-    m = np.eye(4)
-    m[:3, :3] *= scale
-    m[:3, 3] = offset
-    out = mesh.copy()
-    out.apply_transform(m)
-    return out, scale, offset
-
-
-# ----------------------------------------------------------------------------------------------
-# quiet: Blender prints from C to file descriptors 1 and 2
-
-
-_libc = None
-
-
-def _flush_c_stdio() -> None:
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None)
-        _libc.fflush(None)
-    except (OSError, AttributeError):  # e.g. Windows: nothing to flush this way
-        pass
-
-
-@contextlib.contextmanager
-def _redirect_fds(log_path: Path | None):
-    """Send fds 1 and 2 to ``log_path`` (C-level output too) while inside; no-op for None."""
-    if log_path is None:
-        yield
-        return
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError):
-            pass
-    _flush_c_stdio()
-    saved = [os.dup(1), os.dup(2)]
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield
-    finally:
-        _flush_c_stdio()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for f in saved + [fd]:
-            os.close(f)
-
-
 def _import_bpy():
     try:
         import bpy  # noqa: F401
@@ -418,21 +112,6 @@ def _import_bpy():
             f"ar3d.headless.render needs bpy >= 5.0 (its compositor API), found {bpy.app.version_string}"
         )
     return bpy
-
-
-def _as_trimesh(mesh) -> trimesh.Trimesh:
-    if isinstance(mesh, (str, os.PathLike)):
-        try:
-            mesh = load_mesh(mesh)
-        except MeshFileError as e:
-            raise MeshImportError(str(e)) from e
-    if isinstance(mesh, trimesh.Scene):
-        mesh = mesh.to_mesh() if hasattr(mesh, "to_mesh") else mesh.dump(concatenate=True)
-    if not isinstance(mesh, trimesh.Trimesh):
-        raise TypeError(f"expected a trimesh.Trimesh, a trimesh.Scene or a mesh file path, got {type(mesh).__name__}")
-    if len(mesh.faces) == 0:
-        raise MeshImportError("mesh has no faces (a point cloud or an empty file?)")
-    return mesh
 
 
 # ----------------------------------------------------------------------------------------------
@@ -531,7 +210,7 @@ class Renderer:
     # -- helpers ------------------------------------------------------------------------------
 
     def _quiet(self, quiet: bool):
-        return _redirect_fds(self._log if quiet else None)
+        return redirect_fds(self._log if quiet else None)
 
     def _log_tail(self, n: int = 2000) -> str:
         try:
@@ -752,7 +431,7 @@ class Renderer:
         if len(fovs) != 1:
             raise ValueError(f"all views of one render must share one fov_deg, got {sorted(fovs)}")
         fov = fovs.pop()
-        tri = _as_trimesh(mesh)
+        tri = as_trimesh(mesh)
         scale, offset = 1.0, np.zeros(3)
         if cfg.normalize:
             tri, scale, offset = normalize_mesh(tri)
@@ -774,44 +453,4 @@ class Renderer:
                 view_seconds.append(time.perf_counter() - tv)
         finally:
             self.reset()
-        return self._result(cfg, cameras, fov, rgba, depths, normals, device, scale, offset, view_seconds, t0)
-
-    def _result(self, cfg, cameras, fov, rgba, depths, normals, device, scale, offset, view_seconds, t0) -> RenderResult:
-        images = np.stack(rgba)
-        alpha = images[..., 3].copy()
-        covered = alpha > 0
-        bg = cfg.background_rgb()
-        if bg is not None:
-            a = alpha[..., None].astype(np.float32) / 255.0
-            back = np.asarray(bg, dtype=np.float32) * 255.0
-            rgb = images[..., :3].astype(np.float32) * a + back * (1.0 - a)
-            images[..., :3] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-            images[..., 3] = 255
-        depth = normal = None
-        if "depth" in cfg.passes:
-            depth = np.stack(depths).astype(np.float32)
-            # Cycles/Workbench write 1e10 where a pixel's sample hit nothing, Eevee the far clip
-            depth[~covered | (depth >= 0.999 * _CLIP_END)] = np.inf
-        if "normal" in cfg.passes:
-            normal = np.stack(normals).astype(np.float32)
-            norm = np.linalg.norm(normal, axis=-1, keepdims=True)
-            normal = np.where(norm > 1e-6, normal / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
-            normal[~covered] = 0.0
-        res = int(cfg.resolution)
-        return RenderResult(
-            images=images,
-            mask=alpha >= 128,
-            depth=depth,
-            normal=normal,
-            cameras=list(cameras),
-            intrinsics=intrinsics(fov, res, res),
-            extrinsics=np.stack([c.c2w() for c in cameras]),
-            engine=cfg.engine,
-            device=device,
-            seconds=time.perf_counter() - t0,
-            alpha=alpha,
-            fov_deg=fov,
-            scale=float(scale),
-            offset=np.asarray(offset, dtype=np.float64),
-            view_seconds=view_seconds,
-        )
+        return result_from_views(cfg, cameras, fov, rgba, depths, normals, device, scale, offset, view_seconds, t0, _CLIP_END)

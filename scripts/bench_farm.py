@@ -66,7 +66,7 @@ for i, pos in enumerate([(0, -2, 0), (2, 0, 0), (0, 2, 0), (-2, 0, 0), (0, 0, 2)
 def farm(meshes, out: Path, workers: int, ray=None) -> dict:
     from ar3d.headless.farm import collect_items, run_farm
     from ar3d.headless.pool import PoolConfig
-    from ar3d.headless.render import RenderConfig
+    from ar3d.headless.render_config import RenderConfig
 
     cfg = RenderConfig(engine="workbench", resolution=224, views="six")
     t0 = time.perf_counter()
@@ -96,7 +96,7 @@ def rss_after(jobs: int) -> dict:
     import trimesh
 
     from ar3d.headless.pool import PoolConfig, RenderPool
-    from ar3d.headless.render import RenderConfig
+    from ar3d.headless.render_config import RenderConfig
 
     meshes = [trimesh.creation.icosphere(3), trimesh.creation.torus(1.0, 0.3), trimesh.creation.box()]
     rss = {}

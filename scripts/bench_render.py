@@ -83,7 +83,7 @@ def run_process_per_mesh(meshes, out: Path, cfg, parallel: int) -> float:
 
 
 def main() -> None:
-    from ar3d.headless.render import RenderConfig
+    from ar3d.headless.render_config import RenderConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workbench-meshes", type=int, default=24)

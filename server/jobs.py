@@ -150,7 +150,7 @@ class Ranker:
         self.pool = None
         if "views" in self.needs:
             from ..headless.pool import PoolConfig, RenderPool
-            from ..headless.render import RenderConfig
+            from ..headless.render_config import RenderConfig
 
             self.pool = RenderPool(PoolConfig(workers=1), RenderConfig())
 

@@ -82,7 +82,7 @@ def scenario_farm(work: Path) -> dict:
     from ar3d.headless.farm import collect_items, run_farm
     from ar3d.headless.pool import PoolConfig, open_pool
     from ar3d.headless.ray_pool import RayConfig
-    from ar3d.headless.render import RenderConfig
+    from ar3d.headless.render_config import RenderConfig
 
     cluster, nodes = start_cluster(2, remote_last=True)
     remote_node = nodes[-1].node_id
@@ -142,7 +142,7 @@ def scenario_node_loss(work: Path) -> dict:
     from ar3d.headless.farm import collect_items, run_farm
     from ar3d.headless.pool import PoolConfig
     from ar3d.headless.ray_pool import RayConfig, RayRenderPool
-    from ar3d.headless.render import RenderConfig
+    from ar3d.headless.render_config import RenderConfig
 
     cluster, nodes = start_cluster(3, remote_last=False)
     victim = nodes[-1]

@@ -172,7 +172,7 @@ def _result(views=2, side=8, value=100):
     """A real RenderResult built from arrays (no Blender needed to write one)."""
     import numpy as np
 
-    from ar3d.headless.render import RenderResult
+    from ar3d.headless.render_result import RenderResult
     from ar3d.headless.views import parse_views
 
     cams = parse_views(views)
@@ -212,7 +212,7 @@ def test_a_second_write_of_the_same_run_keeps_the_first(tmp_path):
 
 
 def test_settings_are_recorded_and_compared(tmp_path):
-    from ar3d.headless.render import RenderConfig
+    from ar3d.headless.render_config import RenderConfig
 
     out = tmp_path / "out"
     item = RenderItem("x", tmp_path / "x.glb")

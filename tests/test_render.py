@@ -17,13 +17,10 @@ import trimesh
 from ar3d.core.errors import Ar3dError
 from ar3d.core.mesh import MeshFileError, OptionalDependencyError, export_mesh
 from ar3d.headless import render as render_mod
-from ar3d.headless.render import (
-    MeshImportError,
-    RenderConfig,
-    RenderError,
-    grid_image,
-    normalize_mesh,
-)
+from ar3d.headless.mesh_input import MeshImportError, normalize_mesh
+from ar3d.headless.render import RenderError
+from ar3d.headless.render_config import RenderConfig
+from ar3d.headless.render_result import grid_image
 from ar3d.headless.views import (
     SIX_VIEW_NAMES,
     Camera,

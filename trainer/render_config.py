@@ -48,7 +48,7 @@ class RenderSection:
     python: str | None = None
 
     def to_render_config(self):
-        from ..headless.render import RenderConfig
+        from ..headless.render_config import RenderConfig
 
         bg = tuple(self.background) if isinstance(self.background, list) else self.background
         opts = {k: tuple(v) if isinstance(v, list) else v for k, v in self.options.items()}
@@ -72,7 +72,7 @@ class RenderSection:
         return open_pool(self.to_pool_config(), self.to_render_config(), self.backend, ray)
 
     def check(self) -> list[tuple[str, str]]:
-        from ..headless.render import RenderConfig
+        from ..headless.render_config import RenderConfig
 
         p = []
         known = {f.name for f in fields(RenderConfig)} - {"engine", "resolution", "views", "background"}
