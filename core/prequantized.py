@@ -37,7 +37,8 @@ FORMAT = "ar3d-8bit-weights"
 FORMAT_VERSION = 1
 SCHEME = "per-output-channel"  # one fp32 scale per output row, symmetric (quantize.quantize_weight)
 # The source's policy weights: replaced by WEIGHTS_FILE, not copied. (VQ-VAE files are copied.)
-_WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json")
+_WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json",
+                    "pytorch_model*.bin", "pytorch_model.bin.index.json")  # fmt: skip
 _SKIP_DIRS = ("adapter", ".cache", ".git")  # a LoRA adapter for the bf16 base is of no use here
 
 
@@ -52,9 +53,11 @@ def read_metadata(path: str | os.PathLike | None) -> dict | None:
     try:
         meta = json.loads((Path(path) / METADATA_FILE).read_text())
     except (OSError, ValueError) as e:
-        raise QuantizedFolderError(f"cannot read '{Path(path) / METADATA_FILE}' ({e}); write the folder again with `ar3d quantize`") from None
+        raise QuantizedFolderError(f"cannot read '{Path(path) / METADATA_FILE}' ({e}); "
+                                   "write the folder again with `ar3d quantize`") from None  # fmt: skip
     if meta.get("format") != FORMAT or meta.get("precision") not in ("fp8", "int8"):
-        raise QuantizedFolderError(f"'{Path(path) / METADATA_FILE}' is not an ar3d 8-bit record; write the folder again with `ar3d quantize`")
+        raise QuantizedFolderError(f"'{Path(path) / METADATA_FILE}' is not an ar3d 8-bit record; "
+                                   "write the folder again with `ar3d quantize`")  # fmt: skip
     return meta
 
 
@@ -125,7 +128,8 @@ def write_quantized(model: str | os.PathLike | None, out: str | os.PathLike, pre
     src = resolve_policy(model).resolve()
     out = Path(out).expanduser().resolve()
     if read_metadata(src) is not None:
-        raise QuantizedFolderError(f"'{src}' is already quantized ({read_metadata(src)['precision']}); quantize its source model instead")
+        raise QuantizedFolderError(f"'{src}' is already quantized ({read_metadata(src)['precision']}); "
+                                   "quantize its source model instead")  # fmt: skip
     if (src / "adapter_config.json").is_file():
         raise QuantizedFolderError(f"'{src}' is a LoRA adapter: 8-bit weights are for inference: merge the LoRA adapter "
                                    "into the model first (the trainer's export does: export_policy(merge_lora=True))")  # fmt: skip
@@ -147,7 +151,8 @@ def write_quantized(model: str | os.PathLike | None, out: str | os.PathLike, pre
         "dtype": {"fp8": "float8_e4m3fn", "int8": "int8"}[precision],
         "scheme": SCHEME, "scale_dtype": "float32", "weights": WEIGHTS_FILE,
         "other_dtype": str(net.dtype).removeprefix("torch."), "modules": names,
-        "source": {"model": str(model) if model and not Path(model).expanduser().exists() else str(src), "path": str(src), **_weights_identity(src)},
+        "source": {"model": str(model) if model and not Path(model).expanduser().exists() else str(src),  # an id, or the path
+                   "path": str(src), **_weights_identity(src)},
         "ar3d_version": __version__, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -215,10 +220,12 @@ def load_quantized_model(path: str | os.PathLike, device="cpu", dtype: torch.dty
     path = Path(path)
     meta = read_metadata(path)
     if meta is None:
-        raise QuantizedFolderError(f"'{path}' is not a pre-quantized folder (no {METADATA_FILE}); write one with `ar3d quantize`")
+        raise QuantizedFolderError(f"'{path}' is not a pre-quantized folder (no {METADATA_FILE}); "
+                                   "write one with `ar3d quantize`")  # fmt: skip
     weights = path / meta.get("weights", WEIGHTS_FILE)
     if not weights.is_file():
-        raise QuantizedFolderError(f"'{weights}' is missing: the folder is incomplete; write it again with `ar3d quantize`")
+        raise QuantizedFolderError(f"'{weights}' is missing: the folder is incomplete; "
+                                   "write it again with `ar3d quantize`")  # fmt: skip
     config = AutoConfig.from_pretrained(path)
     mclass = model_class(config.model_type)
     with _parameters_on_meta():
@@ -239,7 +246,8 @@ def load_quantized_model(path: str | os.PathLike, device="cpu", dtype: torch.dty
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if unexpected or still_meta:
         what = f"unexpected tensors {unexpected[:3]}" if unexpected else f"no weights for {still_meta[:3]}"
-        raise QuantizedFolderError(f"'{weights}' does not match the folder's config.json ({what}); write it again with `ar3d quantize`")
+        raise QuantizedFolderError(f"'{weights}' does not match the folder's config.json ({what}); "
+                                   "write it again with `ar3d quantize`")  # fmt: skip
     if (path / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(path)
     model.config._name_or_path = str(path)

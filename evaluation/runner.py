@@ -47,6 +47,7 @@ import numpy as np
 from .. import __version__
 from ..core.engine import SamplingConfig
 from ..core.errors import Ar3dError
+from ..core.prequantized import read_metadata
 from ..core.quantize import resolve_precision
 from .benchmark import Benchmark, BenchmarkItem, load_benchmark
 from .features import EXTRACTORS, KD_FEATURES
@@ -289,7 +290,8 @@ class EvalRunner:
             "model": c.model or model_path,
             "model_path": model_path,
             "vqvae": vqvae,
-            "precision": resolve_precision(c.precision),
+            # a folder from `ar3d quantize` runs in its stored precision (Policy.load refuses others)
+            "precision": (read_metadata(model_path) or {}).get("precision") or resolve_precision(c.precision),
             "benchmark": {"name": bench.name, "path": str(bench.path)},
             "samples": c.samples,
             "two_step": c.two_step,

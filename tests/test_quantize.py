@@ -515,3 +515,13 @@ def test_prequantized_generation_matches_quantize_at_load_token_for_token(demo_8
     out = pre.generate(prompts, sampling=greedy, seed=0)
     assert pre.engine.last_timings["cuda_graph"] and pre.engine._graph_failed is None
     assert [s.steps[0].completion_ids for s in out.samples] == [s.steps[0].completion_ids for s in ref.samples]
+
+
+def test_eval_settings_record_the_precision_of_a_prequantized_folder(demo_8bit, tmp_path, monkeypatch):
+    from ar3d.evaluation.benchmark import load_benchmark
+    from ar3d.evaluation.runner import EvalConfig, EvalRunner
+
+    monkeypatch.delenv("AR3D_PRECISION", raising=False)
+    folder = demo_8bit["int8"][0]
+    settings = EvalRunner(EvalConfig(out=tmp_path, model=str(folder))).settings(load_benchmark(None))
+    assert settings["precision"] == "int8" and settings["vqvae"] == str(folder / "vqvae.safetensors")
