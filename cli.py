@@ -1,4 +1,4 @@
-"""`ar3d` command line: generate, decode, encode, render, info, judges, train, serve, eval.
+"""`ar3d` command line: generate, decode, encode, render, info, quantize, judges, train, serve, eval.
 
 This module is the entry point (``ar3d.cli:main``) and the argument parser; the commands live in
 ``ar3d.commands`` and are imported only when they run, so ``ar3d --help`` and ``--version`` never
@@ -31,6 +31,7 @@ SMOOTHING_CHOICES = ("none", "low", "medium", "high")  # = ar3d.core.mesh.SMOOTH
 cmd_decode = _command("codes", "cmd_decode")
 cmd_encode = _command("codes", "cmd_encode")
 cmd_info = _command("info", "cmd_info")
+cmd_quantize = _command("quantize", "cmd_quantize")
 cmd_render = _command("render", "cmd_render")
 cmd_judges = _command("services", "cmd_judges")
 cmd_train = _command("services", "cmd_train")
@@ -153,8 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     inf = sub.add_parser("info", help="versions, devices and models found locally")
     inf.add_argument("--json", action="store_true")
+    inf.add_argument("--model", help="describe this policy folder or id instead of the default (its precision too)")
     threads_arg(inf)
     inf.set_defaults(func=cmd_info)
+
+    qz = sub.add_parser("quantize", help="write a copy of a policy with 8-bit weights (fp8/int8) for GPU generation")
+    qz.add_argument("model", help="policy folder or Hugging Face id (the full-precision source)")
+    qz.add_argument("--precision", required=True, choices=["fp8", "int8"],
+                    help="fp8 (e4m3, GPUs with compute capability 8.9+) or int8 (any recent CUDA GPU)")  # fmt: skip
+    qz.add_argument("-o", "--output", required=True, help="the new model folder (pass it to --model)")
+    qz.add_argument("--force", action="store_true", help="replace the output folder when it exists")
+    qz.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    threads_arg(qz)
+    qz.set_defaults(func=cmd_quantize)
 
     jd = sub.add_parser("judges", help="print (or --run) the `vllm serve` commands of the reward judges")
     jd.add_argument("--gpus", help="GPU indices, e.g. 0,1,2: one judge per GPU, round-robin (default: all share one)")

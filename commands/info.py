@@ -17,8 +17,9 @@ def cmd_info(args) -> int:
 
     from ..core.threads import describe as describe_threads
     from ..core.hub import DEMO_MODEL, DEFAULT_VQVAE, bundled_vqvae, cached_models, data_dir, default_policy, offline
+    from ..core.prequantized import describe as describe_precision
 
-    model = default_policy()
+    model = getattr(args, "model", None) or default_policy()
     model_dir = Path(model).expanduser()
     vqvae = os.environ.get("AR3D_VQVAE") or bundled_vqvae(model_dir if model_dir.is_dir() else None) or DEFAULT_VQVAE
     found = cached_models()
@@ -34,6 +35,8 @@ def cmd_info(args) -> int:
         "devices": ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())],
         "bpy": _bpy_version(),
         "default_model": model,
+        # how its weights are stored: 8-bit when written by `ar3d quantize`
+        "model_precision": describe_precision(model_dir) if (model_dir / "config.json").is_file() else "unknown (not a local folder)",
         "default_vqvae": str(vqvae),
         "hf_hub_offline": offline(),
         "data_dir": str(data_dir()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .errors import Ar3dError
 from .engine import GenerationEngine, SamplingConfig
 from .graph_engine import make_engine
 from .hub import resolve_policy
+from .prequantized import QuantizedFolderError, load_quantized_model, read_metadata, run_precision
 from .quantize import check_precision, quantize_model, resolve_precision
 from .tokens import MeshVocab
 
@@ -135,22 +137,33 @@ class Policy:
         """Load from a local folder or Hugging Face id (see `ar3d.core.hub` for the search order).
 
         `precision` "fp8" / "int8" (default: ``$AR3D_PRECISION``) stores the decoder's linear
-        layers in 8 bits once, here (`ar3d.core.quantize`); checked before the weights load."""
+        layers in 8 bits once, here (`ar3d.core.quantize`); checked before the weights load. A
+        folder written by `ar3d quantize` loads its 8-bit weights as stored and runs in their
+        precision (`ar3d.core.prequantized`); asking it for another one is an error."""
         from .versions import require
 
         require("transformers")  # a 4.x would fail below with a message that blames the files
         from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
         device = device or default_device()
+        asked = precision or os.environ.get("AR3D_PRECISION") or None
         precision = resolve_precision(precision)
         check_precision(precision, device)
         path = resolve_policy(spec)
+        prequantized = read_metadata(path)  # written by `ar3d quantize`: 8-bit weights as stored
+        if prequantized is not None:
+            precision = run_precision(asked, prequantized, path, device)
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype(device))
         try:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
             tokenizer = AutoTokenizer.from_pretrained(path)
             model_cls = Qwen2_5_VLForConditionalGeneration if model_type == "qwen2_5_vl" else AutoModelForCausalLM
-            model = model_cls.from_pretrained(path, dtype=dtype).to(device).eval()
+            if prequantized is not None:
+                model = load_quantized_model(path, device=device, dtype=dtype)
+            else:
+                model = model_cls.from_pretrained(path, dtype=dtype).to(device).eval()
+        except QuantizedFolderError:
+            raise
         except Exception as e:
             raise PolicyLoadError(
                 f"could not load the policy in '{path}': {type(e).__name__}: {e}\n"
@@ -159,7 +172,8 @@ class Policy:
             ) from e
         if tokenizer.chat_template is None:
             raise PolicyLoadError(f"the tokenizer in '{path}' has no chat template; it is not a chat checkpoint")
-        quantize_model(model, precision)
+        if prequantized is None:
+            quantize_model(model, precision)
         return cls(model, tokenizer, name=str(spec or path), path=path, engine=engine)
 
     # --- generation -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ Inference only: the trainer keeps bf16 rollouts, so its log-probs are those of t
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -116,34 +117,39 @@ class QuantLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, precision={self.precision}"
 
 
-def quantize_model(model: torch.nn.Module, precision: str, include_lm_head: bool = True) -> list[str]:
+def quantize_model(model: torch.nn.Module, precision: str, include_lm_head: bool = True, *,
+                   stored: Callable[[str], torch.Tensor | None] | None = None, progress=None) -> list[str]:  # fmt: skip
     """Replace the decoder's linear layers (and `lm_head`) by `QuantLinear` in place; the names.
 
     The vision tower (unused for text-to-3D) and the embedding are left alone. A LoRA-wrapped
-    model is refused: its adapters would be lost (merge them first)."""
+    model is refused: its adapters would be lost (merge them first). `stored` (state-dict key →
+    tensor, or None) gives the 8-bit weights, scales and biases of a pre-quantized folder
+    (`ar3d quantize`, core/prequantized.py) instead of quantizing: same modules, same layout, and
+    the linear layers may sit on the meta device. `progress` wraps the list of blocks (tqdm)."""
     if precision == "default":
         return []
     if precision not in _FORMATS:
         raise PrecisionError(f"unknown precision '{precision}': choose fp8 or int8")
     if any("lora_" in n for n, _ in model.named_modules()):
         raise PrecisionError("8-bit weights are for inference: merge the LoRA adapter into the model first")
+    blocks = [(name, module) for name, module in model.named_modules() if "visual" not in name.split(".")
+              and any(type(c) is torch.nn.Linear and n in _TARGETS for n, c in module.named_children())]  # fmt: skip
     names = []
-    for name, module in list(model.named_modules()):
-        if "visual" in name.split("."):
-            continue
+    for name, module in progress(blocks) if progress is not None else blocks:
         for fused_name, parts in FUSED.items():
             children = [getattr(module, p, None) for p in parts]
             if all(type(c) is torch.nn.Linear for c in children):
-                _fuse(module, fused_name, parts, children, precision)
+                _fuse(module, fused_name, parts, children, precision, stored, _join(name, fused_name))
                 names += [f"{name}.{p}" for p in parts]
         for child_name, child in list(module.named_children()):
             if type(child) is torch.nn.Linear and child_name in _TARGETS:
-                setattr(module, child_name, QuantLinear.from_linear(child, precision))
-                names.append(f"{name}.{child_name}" if name else child_name)
+                setattr(module, child_name, _make(child, precision, stored, _join(name, child_name)))
+                names.append(_join(name, child_name))
     if include_lm_head:
         head = model.get_output_embeddings()
         if type(head) is torch.nn.Linear:
-            model.set_output_embeddings(QuantLinear.from_linear(head, precision))
+            key = next(n for n, m in model.named_modules() if m is head)
+            model.set_output_embeddings(_make(head, precision, stored, key))
             names.append("lm_head")
     if not names:
         raise PrecisionError("found no Qwen2 linear layers to quantize in this model")
@@ -151,22 +157,65 @@ def quantize_model(model: torch.nn.Module, precision: str, include_lm_head: bool
     return names
 
 
-def _fuse(module, fused_name, parts, children, precision) -> None:
-    weight = torch.cat([c.weight.detach() for c in children])
-    bias = None
-    if any(c.bias is not None for c in children):
-        bias = torch.cat([c.bias.detach() if c.bias is not None else weight.new_zeros(c.out_features) for c in children])
-    q, scale = quantize_weight(weight, precision)  # per output channel: the same as one by one
-    fused = QuantLinear(q.contiguous(), scale, bias, precision)
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _make(linear: torch.nn.Linear, precision: str, stored, key: str) -> QuantLinear:
+    if stored is None:
+        return QuantLinear.from_linear(linear, precision)
+    bias_dtype = None if linear.bias is None else linear.bias.dtype
+    return QuantLinear(*_read(stored, key, linear.out_features, linear.in_features, bias_dtype, precision), precision)
+
+
+def _read(stored, key: str, rows: int, cols: int, bias_dtype, precision: str):
+    """(q, scale, bias) of `key` from a pre-quantized state dict, checked against the model."""
+    q, scale, bias = stored(f"{key}.weight"), stored(f"{key}.weight_scale"), stored(f"{key}.bias")
+    dtype = _FORMATS[precision][0]
+    problem = None
+    if q is None or scale is None:
+        problem = "is missing"
+    elif q.dtype != dtype or tuple(q.shape) != (rows, cols):
+        problem = f"is {q.dtype} {tuple(q.shape)}, the model needs {dtype} {(rows, cols)}"
+    elif scale.dtype != torch.float32 or tuple(scale.shape) != (rows,):
+        problem = f"has scales {scale.dtype} {tuple(scale.shape)}, the model needs float32 {(rows,)}"
+    elif (bias is None) != (bias_dtype is None):
+        problem = "has a bias the model lacks" if bias is not None else "lacks the bias the model has"
+    if problem:
+        raise PrecisionError(f"the pre-quantized weight '{key}' {problem}: the folder does not match its "
+                             "config.json; write it again with `ar3d quantize`")  # fmt: skip
+    return q, scale, None if bias is None else bias.to(bias_dtype)
+
+
+def _fuse(module, fused_name, parts, children, precision, stored=None, key="") -> None:
+    has_bias = any(c.bias is not None for c in children)
+    if stored is not None:
+        rows = sum(c.out_features for c in children)
+        bias_dtype = next(c.bias.dtype for c in children if c.bias is not None) if has_bias else None
+        fused = QuantLinear(*_read(stored, key, rows, children[0].in_features, bias_dtype, precision), precision)
+    else:
+        weight = torch.cat([c.weight.detach() for c in children])
+        bias = None
+        if has_bias:
+            bias = torch.cat([c.bias.detach() if c.bias is not None else weight.new_zeros(c.out_features) for c in children])
+        q, scale = quantize_weight(weight, precision)  # per output channel: the same as one by one
+        fused = QuantLinear(q.contiguous(), scale, bias, precision)
     fused.split_sizes = [c.out_features for c in children]
     module.add_module(fused_name, fused)
     start = 0
     for part, c in zip(parts, children):
         stop = start + c.out_features
         view = QuantLinear(fused.weight[start:stop], fused.weight_scale[start:stop],
-                           None if bias is None else fused.bias[start:stop], precision)  # fmt: skip
+                           None if fused.bias is None else fused.bias[start:stop], precision)  # fmt: skip
+        view.view_of = fused_name  # its tensors are the fused ones: saved once (`state_dict_to_save`)
         setattr(module, part, view)
         start = stop
+
+
+def state_dict_to_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with each tensor once: the views of fused groups left out."""
+    views = {name for name, m in model.named_modules() if getattr(m, "view_of", None)}
+    return {k: v.contiguous() for k, v in model.state_dict().items() if k.rpartition(".")[0] not in views}
 
 
 def fused(module, name: str, x: torch.Tensor):

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import __version__
+from ..core.prequantized import read_metadata
 from ..core.quantize import resolve_precision
 from .benchmark import Benchmark
 from .config import EvalConfig, EvalError
@@ -29,7 +30,8 @@ def run_settings(config: EvalConfig, bench: Benchmark, model_path: str, vqvae: s
         "model": c.model or model_path,
         "model_path": model_path,
         "vqvae": vqvae,
-        "precision": resolve_precision(c.precision),
+        # a folder from `ar3d quantize` runs in its stored precision (Policy.load refuses others)
+        "precision": (read_metadata(model_path) or {}).get("precision") or resolve_precision(c.precision),
         "benchmark": {"name": bench.name, "path": str(bench.path)},
         "samples": c.samples,
         "two_step": c.two_step,

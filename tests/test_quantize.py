@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ar3d.core.engine import SamplingConfig
+from ar3d.core.hub import DEMO_MODEL as DEMO
 from ar3d.core.policy import Policy
 from ar3d.core.quantize import (
     PrecisionError,
@@ -245,3 +246,285 @@ def test_eval_settings_record_precision_and_refuse_mixing(tmp_path, monkeypatch)
     with pytest.raises(EvalError, match="precision"):
         check_resume(tmp_path, settings)
     check_resume(tmp_path, dict(settings, precision="default"))
+
+
+# --- pre-quantized folders (`ar3d quantize`, core/prequantized.py) -----------------------------
+@pytest.fixture(scope="module")
+def demo_8bit(tmp_path_factory):
+    """The bundled demo model (bf16 weights, a VQ-VAE bundled) written in fp8 and in int8 by the
+    command: {precision: (folder, exit code, stderr)}."""
+    import contextlib
+    import io
+
+    from ar3d.cli import main
+
+    out = {}
+    for precision in ("fp8", "int8"):
+        folder = tmp_path_factory.mktemp("demo8") / precision
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["quantize", str(DEMO), "--precision", precision, "-o", str(folder)])
+        out[precision] = (folder, code, err.getvalue())
+    return out
+
+
+def _source_model(path, dtype=torch.float32):
+    from ar3d.core.prequantized import model_class
+
+    return model_class("qwen2_5_vl").from_pretrained(path, dtype=dtype).eval()
+
+
+def _bits(t):
+    """The tensor's bytes as integers: fp8 tensors have no torch.equal on CPU, and -0.0 ≠ 0.0."""
+    return t.contiguous().view(torch.uint8) if t.is_floating_point() or t.dtype == torch.int8 else t
+
+
+@pytest.mark.parametrize("precision", ["fp8", "int8"])
+def test_quantize_command_writes_8bit_safetensors_and_copies_the_rest(demo_8bit, precision):
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+
+    import ar3d
+    from ar3d.core.prequantized import METADATA_FILE, WEIGHTS_FILE
+
+    folder, code, err = demo_8bit[precision]
+    assert code == 0 and f"quantizing to {precision}" in err  # the tqdm bar over the blocks
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json",
+                 "vqvae.safetensors", "vqvae_config.json", "MODEL_CARD.md", "training_report.json"):  # fmt: skip
+        assert (folder / name).read_bytes() == (DEMO / name).read_bytes(), name
+    assert not (folder / "model.safetensors").exists()  # plain transformers must not load it as a bf16 model
+    want = torch.float8_e4m3fn if precision == "fp8" else torch.int8
+    with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
+        keys = set(f.keys())
+        header = f.metadata()
+        q = {k: f.get_tensor(k) for k in keys if k.endswith(".weight") and f"{k}_scale" in keys}
+        scales = {k: f.get_tensor(k) for k in keys if k.endswith(".weight_scale")}
+        embed = f.get_tensor("model.language_model.embed_tokens.weight")
+    layers = 6
+    assert len(q) == 4 * layers + 1 and "lm_head.weight" in q  # qkv, o, gate_up, down per layer; the head
+    assert {t.dtype for t in q.values()} == {want} and {t.dtype for t in scales.values()} == {torch.float32}
+    assert all(scales[k + "_scale"].shape == (t.shape[0],) for k, t in q.items())
+    assert not any(".q_proj." in k or ".gate_proj." in k for k in keys if "visual" not in k)  # fused: stored once
+    assert embed.dtype == torch.bfloat16  # the rest as stored in the source
+    assert header == {"format": "ar3d-8bit-weights", "precision": precision, "scheme": "per-output-channel"}
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    assert meta["precision"] == precision and meta["scheme"] == "per-output-channel" and meta["ar3d_version"] == ar3d.__version__
+    assert len(meta["modules"]) == 7 * layers + 1 and "lm_head" in meta["modules"]
+    sha = hashlib.sha256((DEMO / "model.safetensors").read_bytes()).hexdigest()
+    assert meta["source"]["files"] == {"model.safetensors": sha} and meta["source"]["path"] == str(DEMO)
+    # the 8-bit weights are about half the bf16 ones
+    assert (folder / WEIGHTS_FILE).stat().st_size < 0.6 * (DEMO / "model.safetensors").stat().st_size
+
+
+@pytest.mark.parametrize("precision", ["fp8", "int8"])
+def test_prequantized_load_equals_quantize_at_load_bit_for_bit(demo_8bit, precision, monkeypatch):
+    """Every tensor (8-bit weights, scales, biases, embedding, norms, rotary tables) of the folder's
+    model equals the one quantize-at-load makes, in the same modules and layout; nothing is
+    re-quantized and no full-precision model is loaded."""
+    import transformers
+
+    from ar3d.core import quantize as qmod
+    from ar3d.core.prequantized import load_quantized_model
+
+    ref = _source_model(DEMO)
+    quantize_model(ref, precision)
+
+    def boom(*a, **k):
+        raise AssertionError("a pre-quantized folder must not be quantized or loaded in full precision again")
+
+    monkeypatch.setattr(qmod, "quantize_weight", boom)
+    monkeypatch.setattr(transformers.Qwen2_5_VLForConditionalGeneration, "from_pretrained", boom)
+    got = load_quantized_model(demo_8bit[precision][0], device="cpu", dtype=torch.float32)
+    a = {**dict(got.named_parameters()), **dict(got.named_buffers())}
+    b = {**dict(ref.named_parameters()), **dict(ref.named_buffers())}
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert torch.equal(_bits(a[k]), _bits(b[k])), k
+    types = {n: type(m) for n, m in got.named_modules()}
+    assert types == {n: type(m) for n, m in ref.named_modules()}
+    attn = got.model.language_model.layers[0].self_attn
+    assert attn.k_proj.weight.data_ptr() == attn.ar3d_qkv.weight.data_ptr() + attn.q_proj.weight.numel()
+    assert got.config.ar3d_precision == precision and got.generation_config.eos_token_id == ref.generation_config.eos_token_id
+    x = torch.randn(2, 384)
+    assert torch.equal(got.lm_head(x), ref.lm_head(x))
+
+
+@pytest.mark.parametrize("precision", ["fp8", "int8"])
+def test_prequantized_round_trip_within_documented_bound(demo_8bit, precision):
+    """Dequantized stored weights vs the source's: fp8 ≤ 2⁻⁴·|w| + scale·2⁻⁹, int8 ≤ scale / 2."""
+    from ar3d.core.prequantized import load_quantized_model
+
+    src = _source_model(DEMO)
+    got = load_quantized_model(demo_8bit[precision][0])
+    checked = 0
+    for name, m in got.named_modules():
+        if isinstance(m, QuantLinear) and name.rpartition(".")[2] not in ("ar3d_qkv", "ar3d_gate_up"):  # views included
+            w = src.get_submodule(name).weight.float()
+            back = dequantize_weight(m.weight, m.weight_scale)
+            s = m.weight_scale[:, None]
+            bound = 2**-4 * w.abs() + s * 2**-9 if precision == "fp8" else s / 2
+            assert torch.all((back - w).abs() <= bound + 1e-7), name
+            checked += 1
+    assert checked == 7 * 6 + 1
+
+
+def test_quantize_command_errors_are_one_line_and_lose_nothing(demo_8bit, tmp_path, capsys):
+    from ar3d.cli import main
+    from ar3d.core.prequantized import METADATA_FILE
+
+    folder = demo_8bit["fp8"][0]
+    before = (folder / METADATA_FILE).read_text()
+
+    def run(*argv):
+        code = main(["quantize", *argv])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        return code, err
+
+    code, err = run(str(DEMO), "--precision", "int8", "-o", str(folder))
+    assert code == 2 and "already exists: pass --force" in err and (folder / METADATA_FILE).read_text() == before
+    code, err = run(str(DEMO), "--precision", "fp4", "-o", str(tmp_path / "x"))
+    assert code == 2 and "invalid choice: 'fp4'" in err
+    code, err = run(str(tmp_path / "missing"), "--precision", "fp8", "-o", str(tmp_path / "x"))
+    assert code == 2 and "no model folder at" in err
+    code, err = run(str(folder), "--precision", "int8", "-o", str(tmp_path / "x"))
+    assert code == 2 and "already quantized (fp8); quantize its source model" in err
+    code, err = run(str(DEMO), "--precision", "int8", "-o", str(DEMO / "int8"))
+    assert code == 2 and "overlaps the source model" in err and not (DEMO / "int8").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    code, err = run(str(DEMO), "--precision", "int8", "-o", str(other), "--force")
+    assert code == 2 and "not a pre-quantized model folder" in err and (other / "keep.txt").read_text() == "mine"
+    assert not list(tmp_path.glob(".tmp-*")) and not list(folder.parent.glob(".tmp-*"))
+
+
+def test_quantize_refuses_a_lora_adapter_folder(tiny_policy_dir, tmp_path, capsys):
+    import shutil
+
+    from ar3d.cli import main
+
+    src = tmp_path / "lora"
+    shutil.copytree(tiny_policy_dir, src)
+    (src / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 2}')
+    assert main(["quantize", str(src), "--precision", "int8", "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert "merge the LoRA adapter into the model first" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_quantize_force_replaces_an_earlier_copy(tiny_policy_dir, tmp_path, capsys):
+    """--force over a folder written before: the new precision, fp32 source tensors kept fp32."""
+    import json
+
+    from ar3d.cli import main
+    from ar3d.core.prequantized import METADATA_FILE, load_quantized_model
+
+    out = tmp_path / "tiny8"
+    assert main(["quantize", str(tiny_policy_dir), "--precision", "fp8", "-o", str(out), "-q"]) == 0
+    assert main(["quantize", str(tiny_policy_dir), "--precision", "int8", "-o", str(out), "-q", "--force"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert json.loads((out / METADATA_FILE).read_text())["precision"] == "int8"
+    ref = _source_model(tiny_policy_dir)
+    quantize_model(ref, "int8")
+    got = load_quantized_model(out)
+    for (ka, a), (kb, b) in zip(sorted(got.state_dict().items()), sorted(ref.state_dict().items())):
+        assert ka == kb and torch.equal(_bits(a), _bits(b)), ka
+
+
+def test_prequantized_folder_runs_in_its_precision_and_refuses_others(demo_8bit, monkeypatch):
+    """Policy.load of a pre-quantized folder: its stored precision by default; bf16 or the other
+    8-bit format refused naming the fix; on a CPU the GPU refusal. The device check is replaced by
+    a no-op double for the loading part only (this machine has no CUDA GPU to pass it)."""
+    import transformers
+
+    from ar3d.core import policy as policy_mod
+    from ar3d.core import prequantized
+    from ar3d.core.prequantized import QuantizedFolderError, read_metadata, run_precision
+
+    folder = demo_8bit["fp8"][0]
+    meta = read_metadata(folder)
+    monkeypatch.delenv("AR3D_PRECISION", raising=False)
+    with pytest.raises(QuantizedFolderError, match=r"holds fp8 weights.*run on a CUDA GPU only; on cpu load its source, '.*demo'"):
+        Policy.load(folder, device="cpu")
+    with pytest.raises(QuantizedFolderError, match=r"cannot run as bf16: leave --precision and AR3D_PRECISION unset.*load its source"):
+        Policy.load(folder, device="cpu", precision="bf16")
+    with pytest.raises(QuantizedFolderError, match=r"cannot run as int8.*`ar3d quantize .*demo --precision int8 -o OUT`"):
+        run_precision("int8", meta, folder, "cpu")
+    monkeypatch.setenv("AR3D_PRECISION", "default")
+    with pytest.raises(QuantizedFolderError, match="cannot run as default"):
+        Policy.load(folder, device="cpu")
+    monkeypatch.delenv("AR3D_PRECISION")
+
+    monkeypatch.setattr(prequantized, "check_precision", lambda *a: None)  # double: "a GPU that runs fp8"
+    monkeypatch.setattr(policy_mod, "check_precision", lambda *a: None)
+    assert run_precision(None, meta, folder, "cuda") == "fp8" and run_precision("e4m3", meta, folder, "cuda") == "fp8"
+
+    def boom(*a, **k):
+        raise AssertionError("loaded the full-precision way")
+
+    monkeypatch.setattr(transformers.Qwen2_5_VLForConditionalGeneration, "from_pretrained", boom)
+    policy = Policy.load(folder, device="cpu")
+    assert policy.precision == "fp8" and isinstance(policy.model.lm_head, QuantLinear)
+    assert policy.model.lm_head.weight.dtype == torch.float8_e4m3fn
+
+
+@pytest.mark.skipif(CUDA, reason="checks the refusal on a machine without a GPU")
+def test_cli_generate_prequantized_on_cpu_is_one_line_before_the_weights_load(demo_8bit, capsys, monkeypatch):
+    from ar3d.cli import main
+    from ar3d.core import prequantized
+
+    def boom(*a, **k):
+        raise AssertionError("weights loaded before the device was checked")
+
+    monkeypatch.setattr(prequantized, "load_quantized_model", boom)
+    monkeypatch.delenv("AR3D_PRECISION", raising=False)
+    code = main(["generate", "a chair", "--model", str(demo_8bit["int8"][0]), "-o", "/tmp/ar3d-prequantized-test.glb"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "holds int8 weights" in err and "load its source" in err
+
+
+def test_info_shows_the_precision_of_a_prequantized_folder(demo_8bit, capsys):
+    import json
+
+    from ar3d.cli import main
+
+    assert main(["info", "--model", str(demo_8bit["fp8"][0])]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("model_precision:"))
+    assert "fp8 (pre-quantized by ar3d" in line and "per-output-channel" in line and "43 layers" in line
+    assert main(["info", "--json", "--model", str(demo_8bit["int8"][0])]) == 0
+    assert json.loads(capsys.readouterr().out)["model_precision"].startswith("int8 (pre-quantized")
+    assert main(["info", "--model", str(DEMO)]) == 0
+    assert "model_precision: default (weights stored in bfloat16" in capsys.readouterr().out
+
+
+@gpu
+@pytest.mark.parametrize("precision", ["fp8", "int8"])
+def test_prequantized_generation_matches_quantize_at_load_token_for_token(demo_8bit, precision):
+    if precision == "fp8" and not FP8:
+        pytest.skip("fp8 needs compute capability 8.9+")
+    prompts = ["a stool with three legs", "a snowman with arms", "a table with four legs"]
+    greedy = SamplingConfig(temperature=0, max_plan_tokens=64)
+    at_load = Policy.load(DEMO, device="cuda", precision=precision)
+    ref = at_load.generate(prompts, sampling=greedy, seed=0)
+    del at_load
+    pre = Policy.load(demo_8bit[precision][0], device="cuda")
+    assert pre.precision == precision
+    out = pre.generate(prompts, sampling=greedy, seed=0)
+    assert pre.engine.last_timings["cuda_graph"] and pre.engine._graph_failed is None
+    assert [s.steps[0].completion_ids for s in out.samples] == [s.steps[0].completion_ids for s in ref.samples]
+
+
+def test_eval_settings_record_the_precision_of_a_prequantized_folder(demo_8bit, tmp_path, monkeypatch):
+    from ar3d.evaluation.benchmark import load_benchmark
+    from ar3d.evaluation.config import EvalConfig
+    from ar3d.evaluation.runner import EvalRunner
+
+    monkeypatch.delenv("AR3D_PRECISION", raising=False)
+    folder = demo_8bit["int8"][0]
+    settings = EvalRunner(EvalConfig(out=tmp_path, model=str(folder))).settings(load_benchmark(None))
+    assert settings["precision"] == "int8" and settings["vqvae"] == str(folder / "vqvae.safetensors")
