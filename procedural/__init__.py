@@ -9,7 +9,8 @@ combinations and caption templates that training never sees. :mod:`.dataset` gen
 samples; :mod:`.evaluate` judges grids (family by nearest procedural neighbour, attributes read
 off the voxels) without sharing anything with the policy; :mod:`.strict` reads the counts a person
 would agree with, and :mod:`.quality` judges the mesh's topology (unwanted through-holes, floating
-fragments) against the family's.
+fragments) against the family's. :mod:`.judge` runs all of these on many grids and scores them against
+the metadata (the demo model's held-out evaluation).
 
 Quick use::
 

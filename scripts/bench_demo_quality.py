@@ -5,8 +5,9 @@
   ground-truth held-out grids (how often each agrees with the known attributes/topology);
 * ``--model N``: one-step generation of the first N held-out captions with the bundled demo
   model (CLI sampling defaults, batches of ``--batch``, seeds 1234 + batch offset, as
-  ``scripts/train_demo.py --stages eval`` seeds them), judged by ``train_demo.judge`` /
-  ``score`` (family, lenient and strict attributes, quality raw and delivered);
+  ``scripts/train_demo.py --stages eval`` seeds them), judged by ``ar3d.procedural.judge``'s
+  ``judge`` / ``score`` as that evaluation is (family, lenient and strict attributes, quality
+  raw and delivered);
 * ``--chair``: the README's "a wooden chair with four legs" for seeds 0–9 through ``TextTo3D``
   exactly as ``ar3d generate --seed S`` makes it, with a quality verdict per seed.
 
@@ -16,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -25,34 +25,34 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # imported rather than run: find demo_training
+    sys.path.insert(0, str(HERE))
+
+from demo_training.data import RES, load_refs, load_split  # noqa: E402
 
 
-def _train_demo():
-    spec = importlib.util.spec_from_file_location("train_demo", HERE / "train_demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ground_truth(data: Path, refs) -> dict:
+    from ar3d.procedural.judge import judge, score
 
-
-def ground_truth(td, data: Path, refs) -> dict:
-    packed, meta = td.load_split(data / "test.npz")
-    gt = np.unpackbits(packed, axis=1, count=td.RES**3).reshape(len(meta), td.RES, td.RES, td.RES).astype(bool)
+    packed, meta = load_split(data / "test.npz")
+    gt = np.unpackbits(packed, axis=1, count=RES**3).reshape(len(meta), RES, RES, RES).astype(bool)
     t = time.time()
     fams = [m["family"] for m in meta]
-    pred, _, attrs, strict, quality = td.judge(gt, fams, refs, 1, [m["attributes"] for m in meta], full=True)
-    out = td.score(meta, pred, attrs, strict, quality)
+    pred, _, attrs, strict, quality = judge(gt, fams, refs, 1, [m["attributes"] for m in meta], full=True)
+    out = score(meta, pred, attrs, strict, quality)
     out["seconds"] = round(time.time() - t, 1)
     return out
 
 
-def model(td, data: Path, refs, model_dir: Path, n: int, batch: int, seed: int) -> dict:
+def model(data: Path, refs, model_dir: Path, n: int, batch: int, seed: int) -> dict:
     import torch
 
     from ar3d.core.engine import SamplingConfig
     from ar3d.core.policy import Policy
     from ar3d.core.vqvae import load_vqvae
+    from ar3d.procedural.judge import judge, score
 
-    packed, meta = td.load_split(data / "test.npz", n)
+    packed, meta = load_split(data / "test.npz", n)
     policy = Policy.load(str(model_dir), device="cpu")
     vq = load_vqvae(model_dir / "vqvae.safetensors", device=torch.device("cpu"))
     prompts = [m["caption"].strip() for m in meta]
@@ -66,8 +66,8 @@ def model(td, data: Path, refs, model_dir: Path, n: int, batch: int, seed: int) 
     with torch.no_grad():
         occ = vq.decode_occupancy(torch.as_tensor(np.stack(codes), dtype=torch.long))[:, 0].numpy()
     fams = [m["family"] for m in meta]
-    pred, _, attrs, strict, quality = td.judge(occ, fams, refs, 1, [m["attributes"] for m in meta], full=True)
-    res = td.score(meta, pred, attrs, strict, quality)
+    pred, _, attrs, strict, quality = judge(occ, fams, refs, 1, [m["attributes"] for m in meta], full=True)
+    res = score(meta, pred, attrs, strict, quality)
     res.update(generate_seconds=round(secs, 1), seconds_per_mesh=round(secs / n, 2), batch=batch, seed=seed,
                engine=out.engine, sampling=vars(SamplingConfig()))  # fmt: skip
     return res
@@ -115,12 +115,11 @@ def main(argv=None) -> int:
     ap.add_argument("--chair", action="store_true")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    td = _train_demo()
-    refs = td.load_refs(args.data / "refs.npz")
+    refs = load_refs(args.data / "refs.npz")
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report["machine"] = {"cpu_threads": __import__("torch").get_num_threads(), "date": time.strftime("%Y-%m-%d")}
-    steps = [("ground_truth", args.gt, lambda: ground_truth(td, args.data, refs)),
-             ("one_step", args.model > 0, lambda: model(td, args.data, refs, args.model_dir, args.model, args.batch, args.seed)),
+    steps = [("ground_truth", args.gt, lambda: ground_truth(args.data, refs)),
+             ("one_step", args.model > 0, lambda: model(args.data, refs, args.model_dir, args.model, args.batch, args.seed)),
              ("readme_chair", args.chair, lambda: chair(args.model_dir, refs))]  # fmt: skip
     for key, wanted, fn in steps:
         if wanted:

@@ -33,6 +33,14 @@ def test_train_demo_smoke(tmp_path):
     assert gt["strict_attribute_accuracy_mean"] >= 0.85 and gt["quality"]["raw"]["defective"] == 0.0
     assert 0 <= one["strict_attribute_accuracy_mean"] <= 1 and set(one["quality"]) == {"raw", "delivered"}
     assert set(report["eval"]["two_step_refined"]["quality"]["raw"]) >= {"defective", "unwanted_holes", "fragments"}
+    # the quality benchmark judges with the same code (scripts/bench_demo_quality.py imports the stages' data
+    # reader and ar3d.procedural.judge): on the smoke data's ground truth
+    bench = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_demo_quality.py"), "--data", str(data), "--gt",
+                            "--out", str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    bench_gt = json.loads((tmp_path / "bench.json").read_text())["ground_truth"]
+    assert bench_gt["n"] == 4 and 0 <= bench_gt["strict_attribute_accuracy_mean"] <= 1  # 2 refs/family: family may miss
+    assert bench_gt["quality"]["raw"]["empty"] == 0.0 and set(bench_gt["quality"]) == {"raw", "delivered"}
 
 
 def _rows(split="train"):

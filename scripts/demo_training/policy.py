@@ -1,0 +1,181 @@
+"""The ``policy`` stage: a BPE tokenizer on the captions and plans, then the small Qwen2.5-VL
+policy trained on chat-templated sequences exactly as ``Policy.generate`` prompts it (one-step,
+two-step step 1 and step 2), with the loss on the completion only."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import load_split
+from .encode import load_codes
+from .report import Report, log
+from .schedule import cosine_lr
+
+FORMATS = ("one_step", "two_step_1", "two_step_2")
+
+
+def tokenizer_corpus(meta: list[dict]) -> list[str]:
+    from ar3d.core import prompts
+
+    corpus = [prompts.ONE_STEP, prompts.STEP1_PLAN, prompts.STEP2_VISUAL, "You are a helpful assistant."]
+    for m in meta:
+        corpus += [m["caption"], m["plan1"], m["plan2"]]
+    return corpus
+
+
+def chat_prompts(tok, messages: list[list[dict]], batch: int = 2048) -> list[list[int]]:
+    """Prompt ids as Policy.prompt_ids makes them (apply_chat_template, generation prompt on)."""
+    out = []
+    for i in range(0, len(messages), batch):
+        texts = tok.apply_chat_template(messages[i : i + batch], add_generation_prompt=True, tokenize=False)
+        out += tok(texts, add_special_tokens=False)["input_ids"]
+    return out
+
+
+def build_sequences(tok, meta: list[dict], codes: np.ndarray):
+    """All three formats for every sample -> (ids int32 [M, L] right-padded, lengths, prompt
+    lengths, format index). Completion: plan <mesh-start> codes <mesh-end> <|im_end|>."""
+    from ar3d.core.prompts import step_messages
+    from ar3d.core.tokens import MeshVocab
+
+    vocab = MeshVocab.from_tokenizer(tok)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    captions = [m["caption"].strip() for m in meta]
+    msgs = {
+        0: [step_messages(1, c, two_step=False) for c in captions],
+        1: [step_messages(1, c, two_step=True) for c in captions],
+        2: [step_messages(2, c, plan=m["plan1"], two_step=True) for c, m in zip(captions, meta)],
+    }
+    plans = {1: tok([m["plan1"].strip() for m in meta], add_special_tokens=False)["input_ids"],
+             2: tok([m["plan2"].strip() for m in meta], add_special_tokens=False)["input_ids"]}  # fmt: skip
+    # The batch path must give exactly what Policy.prompt_ids gives (tokenize=True).
+    for f in msgs:
+        ref = tok.apply_chat_template(msgs[f][0], add_generation_prompt=True, tokenize=True)
+        ref = ref["input_ids"] if hasattr(ref, "keys") else ref
+        assert list(ref) == chat_prompts(tok, msgs[f][:1])[0], "chat template batch path differs"
+    rows, fmts = [], []
+    for f in (0, 1, 2):
+        prompt_ids = chat_prompts(tok, msgs[f])
+        plan_ids = plans[1] if f < 2 else plans[2]
+        for i in range(len(meta)):
+            mesh = (codes[i] + vocab.code_offset).tolist()
+            comp = [*plan_ids[i], vocab.start_id, *mesh, vocab.end_id, im_end]
+            rows.append((prompt_ids[i], comp))
+            fmts.append(f)
+    lengths = np.array([len(p) + len(c) for p, c in rows])
+    plens = np.array([len(p) for p, _ in rows])
+    ids = np.full((len(rows), lengths.max()), tok.pad_token_id, dtype=np.int32)
+    for r, (p, c) in enumerate(rows):
+        ids[r, : len(p)] = p
+        ids[r, len(p) : len(p) + len(c)] = c
+    return ids, lengths, plens, np.array(fmts)
+
+
+def policy_shape(args):
+    from ar3d.core.factory import PolicyShape
+
+    return PolicyShape(
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        intermediate_size=args.intermediate,
+        max_position_embeddings=4096,
+    )
+
+
+def stage_policy(args, device, report: Report) -> None:
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    from ar3d.core.factory import build_tokenizer, policy_config
+
+    _, meta = load_split(args.data / "train.npz", args.limit)
+    codes = load_codes(args, "train")
+    t = time.time()
+    tok = build_tokenizer(tokenizer_corpus(meta), bpe_vocab=args.bpe_vocab, num_codes=args.codes)
+    ids, lengths, plens, fmts = build_sequences(tok, meta, codes)
+    log(f"policy: tokenizer {len(tok)} tokens; {len(ids)} sequences, length {lengths.min()}..{lengths.max()} "
+        f"(mean {lengths.mean():.0f}), prompts {plens.min()}..{plens.max()}; built in {time.time() - t:.0f}s")  # fmt: skip
+
+    config = policy_config(tok, policy_shape(args))
+    torch.manual_seed(args.seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(device)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    n_lm = sum(p.numel() for n, p in model.named_parameters() if "visual" not in n)
+    log(f"policy: {n_params / 1e6:.2f} M params ({n_lm / 1e6:.2f} M language model + head), vocab {config.text_config.vocab_size}")
+
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.dim() < 2 or "norm" in n else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), fused=device.type == "cuda")  # fmt: skip
+    ids_t = torch.from_numpy(ids).to(device)
+    len_t = torch.from_numpy(lengths).to(device)
+    plen_t = torch.from_numpy(plens).to(device)
+    weights = torch.tensor([args.format_weights[f] for f in fmts], dtype=torch.float, device=device)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    amp = device.type == "cuda"
+    history, tokens_seen, step = [], 0, 0
+    t0 = time.time()
+    while True:
+        frac = max((time.time() - t0) / args.policy_seconds, step / args.policy_max_steps)
+        if frac >= 1:
+            break
+        lr = cosine_lr(args.lr, frac, step, args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.multinomial(weights, args.batch, replacement=True, generator=g)
+        width = int(len_t[idx].max())
+        x = ids_t[idx, :width].long()
+        pos = torch.arange(1, width, device=device)[None, :]
+        mask = (pos >= plen_t[idx, None]) & (pos < len_t[idx, None])  # targets in the completion
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            # Right padding and no attention mask: causal attention never lets a real token see a
+            # pad (pads come after it), positions are 0..T-1 as in generation, and SDPA can use
+            # its fused causal kernel.
+            logits = model(input_ids=x[:, :-1], use_cache=False).logits
+        loss = F.cross_entropy(logits[mask].float(), x[:, 1:][mask])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens_seen += int(args.batch * width)
+        if step % args.log_every == 0 or step == 1:
+            h = dict(step=step, t=round(time.time() - t0, 1), lr=lr, loss=float(loss), grad_norm=float(gn),
+                     tokens=tokens_seen, tok_per_s=round(tokens_seen / (time.time() - t0)))  # fmt: skip
+            history.append(h)
+            log("policy:", json.dumps(h))
+    seconds = time.time() - t0
+
+    model.eval()
+    model.to(torch.bfloat16)  # ship bf16 weights (half the bytes); Policy.load casts to its dtype
+    model.generation_config = GenerationConfig(
+        eos_token_id=config.text_config.eos_token_id, pad_token_id=config.text_config.pad_token_id
+    )
+    vq_path = args.out / "vqvae.safetensors"
+    vq_bytes = vq_path.read_bytes()
+    model.save_pretrained(args.out, safe_serialization=True)
+    tok.save_pretrained(args.out)
+    if not vq_path.is_file() or vq_path.read_bytes() != vq_bytes:  # save_pretrained must leave it alone
+        vq_path.write_bytes(vq_bytes)
+    size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
+    log(f"policy: {step} steps, {tokens_seen / 1e6:.1f} M tokens in {seconds:.0f}s; folder {size / 1e6:.1f} MB")
+    fmt_counts = {FORMATS[f]: int((fmts == f).sum()) for f in range(3)}
+    report.update("policy", {
+        "shape": vars(policy_shape(args)), "params": n_params, "params_language": n_lm,
+        "tokenizer": {"bpe_vocab": args.bpe_vocab, "len": len(tok), "mesh_codes": args.codes},
+        "vocab_size": config.text_config.vocab_size, "seed": args.seed, "steps": step,
+        "seconds": round(seconds, 1), "tokens": tokens_seen, "batch": args.batch, "lr": args.lr,
+        "warmup": args.warmup, "schedule": "linear warmup, cosine to 10% over the time budget",
+        "optimizer": "AdamW(0.9, 0.95), wd 0.1 (not on norms/biases), clip 1.0, bf16 autocast",
+        "format_weights": dict(zip(FORMATS, args.format_weights)), "sequences": fmt_counts,
+        "sequence_length": {"min": int(lengths.min()), "max": int(lengths.max()), "mean": float(lengths.mean())},
+        "final_loss": history[-1]["loss"] if history else None, "history": history, "folder_bytes": size,
+    })  # fmt: skip
