@@ -15,8 +15,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--method", choices=("fast", "exact", "reference"), default="fast", help="voxeliser")
-    ap.add_argument("--wording", choices=("v1", "v2"), default="v2",
-                    help="caption wording: v2 (digits and words, synonyms, held-out phrasings) or v1 (the shipped demo model's data)")  # fmt: skip
+    ap.add_argument(
+        "--wording",
+        choices=("v1", "v2"),
+        default="v2",
+        help="caption wording: v2 (digits and words, synonyms, held-out phrasings) or v1 (the shipped model's data)",
+    )
     ap.add_argument("--families", default=None, help=f"comma-separated subset of: {','.join(FAMILY_NAMES)}")
     ap.add_argument("--out", required=True, help="output .npz (a .jsonl of the metadata is written beside it)")
     args = ap.parse_args(argv)

@@ -239,7 +239,9 @@ DEFAULT_WORDING = "v2"  # new data; "v1" makes the shipped demo model's captions
 
 def check_wording(wording: str) -> str:
     if wording not in WORDINGS:
-        raise ValueError(f"wording must be one of {', '.join(WORDINGS)} (v1: the shipped demo model's data), got {wording!r}")
+        raise ValueError(
+            f"wording must be one of {', '.join(WORDINGS)} (v1: the shipped demo model's data), got {wording!r}"
+        )
     return wording
 
 

@@ -102,7 +102,10 @@ def families_in(text: str) -> list[str]:
 def _count(unit: str, extra: dict | None = None):
     """A count attribute: a number, up to two modifiers, the unit; ``extra``: value -> phrases."""
     rx = re.compile(
-        r"\b(?P<n>" + NUM + r")(?:[\s-]+(?!(?:and|with|or|of|on|in)\b)[a-z]+(?:-[a-z]+)*){0,2}?[\s-]+(?:" + unit + r")\b", re.I
+        r"\b(?P<n>" + NUM + r")"
+        + r"(?:[\s-]+(?!(?:and|with|or|of|on|in)\b)[a-z]+(?:-[a-z]+)*){0,2}?"  # up to two modifiers
+        + r"[\s-]+(?:" + unit + r")\b",
+        re.I,
     )
     extra_rx = [(v, re.compile(p, re.I)) for v, p in (extra or {}).items()]
 
@@ -207,7 +210,8 @@ READERS = {
         "size": _TALL_SHORT,
     },
     "mushroom": {
-        "count": _count(r"mushrooms|toadstools", {2: r"pair of (?:[\w-]+ ){0,2}(?:mushrooms|toadstools)", 1: r"mushroom|toadstool"}),
+        "count": _count(r"mushrooms|toadstools",
+                        {2: r"pair of (?:[\w-]+ ){0,2}(?:mushrooms|toadstools)", 1: r"mushroom|toadstool"}),
         "cap": _one_of(dome=r"dome|round-capped", flat=r"\bflat|disc"),
     },
     "cactus": {

@@ -93,7 +93,9 @@ PHRASES_V2 = {
         "size": {"long": ["A:long", "A:long narrow"], "short": ["A:short", "A:short compact", "A:compact"]},
     },
     "bed": {
-        "pillows": _count((1, 2), ["W:with {n} pillow{s}"], {1: ["W:with a single pillow"], 2: ["W:with a pair of pillows"]}),
+        "pillows": _count(
+            (1, 2), ["W:with {n} pillow{s}"], {1: ["W:with a single pillow"], 2: ["W:with a pair of pillows"]}
+        ),
         "footboard": _yes_no(
             ["W:with a footboard", "W:with a headboard and a footboard", "W:with a foot board"],
             ["W:without a footboard", "W:with no footboard", "W:with only a headboard"],
@@ -146,7 +148,8 @@ PHRASES_V2 = {
             "short": ["N:table lamp", "N:desk lamp", "N:short desk lamp", "N:small table lamp", "N:short lamp"],
         },
         "shade": {
-            "cone": ["W:with a cone shade", "W:with a conical lampshade", "A:cone-shaded", "W:with a cone-shaped shade"],
+            "cone": ["W:with a cone shade", "W:with a conical lampshade", "A:cone-shaded",
+                     "W:with a cone-shaped shade"],  # fmt: skip
             "cylinder": ["W:with a cylinder shade", "W:with a cylindrical lampshade",
                          "W:with a drum-shaped cylinder shade", "W:with a drum shade"],  # fmt: skip
         },
@@ -203,7 +206,9 @@ PHRASES_V2 = {
                       "W:with a peaked roof"],  # fmt: skip
             "flat": ["W:with a flat roof", "A:flat-roofed"],
         },
-        "chimney": _yes_no(["W:with a chimney", "W:with a chimney on the roof"], ["W:without a chimney", "W:with no chimney"]),
+        "chimney": _yes_no(
+            ["W:with a chimney", "W:with a chimney on the roof"], ["W:without a chimney", "W:with no chimney"]
+        ),
     },
     "tower": {
         "tiers": _count((2, 3, 4), ["W:with {n} tiers", "A:{n}-tier", "W:with {n} stacked levels", "A:{n}-storey",
@@ -238,7 +243,8 @@ PHRASES_V2 = {
         },
     },
     "rocket": {
-        "fins": _count((3, 4), ["W:with {n} fins", "A:{n}-finned", "W:with {n} tail fins", "W:with {n} fins at the base"]),
+        "fins": _count((3, 4), ["W:with {n} fins", "A:{n}-finned", "W:with {n} tail fins",
+                                "W:with {n} fins at the base"]),  # fmt: skip
         "boosters": _yes_no(
             ["W:with side boosters", "W:with two side boosters", "W:with boosters", "W:with booster rockets"],
             ["W:without boosters", "W:with no side boosters", "W:with no boosters"],
@@ -251,7 +257,8 @@ PHRASES_V2 = {
             "van": ["N:van", "N:minivan", "N:delivery van"],
         },
         "spoiler": _yes_no(
-            ["W:with a rear spoiler", "W:with a spoiler", "W:with a rear wing"], ["W:without a spoiler", "W:with no spoiler"]
+            ["W:with a rear spoiler", "W:with a spoiler", "W:with a rear wing"],
+            ["W:without a spoiler", "W:with no spoiler"],
         ),
     },
     "ladder": {
@@ -260,7 +267,8 @@ PHRASES_V2 = {
         "size": {"tall": ["A:tall", "A:tall narrow"], "short": ["A:short", "A:short wide", "A:small"]},
     },
     "fence": {
-        "posts": _count(range(3, 8), ["W:with {n} posts", "A:{n}-post", "W:with {n} upright posts", "W:with {n} fence posts"]),
+        "posts": _count(range(3, 8), ["W:with {n} posts", "A:{n}-post", "W:with {n} upright posts",
+                                      "W:with {n} fence posts"]),  # fmt: skip
         "rails": _count((1, 2, 3), ["W:with {n} horizontal rail{s}", "W:with {n} rail{s}", "W:with {n} crossbar{s}",
                                     "W:with {n} cross rail{s}"], {1: ["W:with a single rail"]}),  # fmt: skip
     },
@@ -416,7 +424,12 @@ def fill(text: str, n, number: str) -> str:
 
 
 def describe_v2(
-    family: str, attrs: dict, rng: np.random.Generator, split: str, force: dict | None = None, digits: bool | None = None
+    family: str,
+    attrs: dict,
+    rng: np.random.Generator,
+    split: str,
+    force: dict | None = None,
+    digits: bool | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """(noun, adjectives, clauses) naming every attribute once, drawn from the v2 variants.
     ``force`` (attribute -> variant; "count" -> the mushroom's noun phrase) and ``digits`` (counts
@@ -446,7 +459,8 @@ def describe_v2(
     if family == "mushroom":
         c = attrs["count"]
         held = MUSHROOM_NOUNS["heldout_one" if c == 1 else "heldout_many"] if split == "test" else []
-        ordinary = MUSHROOM_NOUNS["one"] if c == 1 else MUSHROOM_NOUNS["many"] + (MUSHROOM_NOUNS["pair"] if c == 2 else [])
+        ordinary = MUSHROOM_NOUNS["one"] if c == 1 else MUSHROOM_NOUNS["many"]
+        ordinary = ordinary + (MUSHROOM_NOUNS["pair"] if c == 2 else [])
         text = force.get("count") or _choose(rng, ordinary, held)
         noun = fill(text, c, number(c) if "{n}" in text else "")
     return noun, adjs, withs
