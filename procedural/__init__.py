@@ -4,8 +4,10 @@ Twenty-five object families (:mod:`.families`) that people recognise, each with 
 attributes (counts of legs, steps, shelves, windows …; tall/short/wide classes; parts present or
 not) and continuous proportions, built from boolean unions of primitives (:mod:`.geometry`) and
 voxelised to the core's 64³ surface-shell convention. Every sample has a caption mentioning all of
-its attributes and two Hi-GRPO-style plans (:mod:`.captions`). A test split holds back attribute
-combinations and caption templates that training never sees. :mod:`.dataset` generates and stores
+its attributes and two Hi-GRPO-style plans (:mod:`.captions`; wording "v2" from :mod:`.wording`
+by default, "v1" for the shipped demo model's data; :mod:`.read_caption` reads captions back). A
+test split holds back attribute combinations, caption templates and phrasings that training never
+sees. :mod:`.dataset` generates and stores
 samples; :mod:`.evaluate` judges grids (family by nearest procedural neighbour, attributes read
 off the voxels) without sharing anything with the policy; :mod:`.strict` reads the counts a person
 would agree with, and :mod:`.quality` judges the mesh's topology (unwanted through-holes, floating

@@ -15,13 +15,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--method", choices=("fast", "exact", "reference"), default="fast", help="voxeliser")
+    ap.add_argument(
+        "--wording",
+        choices=("v1", "v2"),
+        default="v2",
+        help="caption wording: v2 (digits and words, synonyms, held-out phrasings) or v1 (the shipped model's data)",
+    )
     ap.add_argument("--families", default=None, help=f"comma-separated subset of: {','.join(FAMILY_NAMES)}")
     ap.add_argument("--out", required=True, help="output .npz (a .jsonl of the metadata is written beside it)")
     args = ap.parse_args(argv)
     fams = args.families.split(",") if args.families else None
     t = time.time()
     samples = []
-    for i, s in enumerate(iter_samples(args.n, args.split, args.seed, args.workers, families=fams, method=args.method)):
+    stream = iter_samples(
+        args.n, args.split, args.seed, args.workers, families=fams, method=args.method, wording=args.wording
+    )
+    for i, s in enumerate(stream):
         samples.append(s)
         if (i + 1) % 500 == 0:
             print(f"{i + 1}/{args.n} samples, {(i + 1) / (time.time() - t):.1f}/s", file=sys.stderr)

@@ -14,6 +14,11 @@ held-out template (generic or family, at random), so every test prompt is worded
 training never saw; about half the test samples are also held-out attribute combinations
 (:mod:`ar3d.procedural.families`).
 
+Wordings. ``wording="v1"`` (the shipped demo model's data, kept byte for byte: the tables in this
+module) or ``"v2"`` (the default for new data: :mod:`ar3d.procedural.wording` — counts as digits
+and words, synonyms, the lamp's noun carrying its size, generic templates 12-23, and a held-out
+wording list used by the test split only). :mod:`ar3d.procedural.read_caption` reads both back.
+
 Plans. ``plan1`` follows Hi-GRPO's step 1 (a concise high-level semantic plan: global shape
 primitives, their number and arrangement; ~15-40 words); ``plan2`` its step 2 (a detailed
 visual description expanding the parts into precise geometric details: proportions, thickness,
@@ -28,7 +33,11 @@ import re
 
 import numpy as np
 
+from .wording import EXTRA_GENERIC_TEMPLATES, describe_v2
+
 __all__ = [
+    "WORDINGS",
+    "DEFAULT_WORDING",
     "GENERIC_TEMPLATES",
     "FAMILY_TEMPLATES",
     "MENTIONS",
@@ -224,9 +233,23 @@ FAMILY_TEMPLATES = {
 }
 
 
-def templates(family: str, split: str) -> list[tuple[str, str]]:
-    """(template id, template) pairs a split may use for a family (ids: "g3", "chair:1")."""
-    out = [(f"g{i}", t) for i, t in enumerate(GENERIC_TEMPLATES)]
+WORDINGS = ("v1", "v2")
+DEFAULT_WORDING = "v2"  # new data; "v1" makes the shipped demo model's captions exactly
+
+
+def check_wording(wording: str) -> str:
+    if wording not in WORDINGS:
+        raise ValueError(
+            f"wording must be one of {', '.join(WORDINGS)} (v1: the shipped demo model's data), got {wording!r}"
+        )
+    return wording
+
+
+def templates(family: str, split: str, wording: str = DEFAULT_WORDING) -> list[tuple[str, str]]:
+    """(template id, template) pairs a split may use for a family (ids: "g3", "chair:1"); v2 adds
+    the generic templates 12-23 (:data:`ar3d.procedural.wording.EXTRA_GENERIC_TEMPLATES`)."""
+    generic = GENERIC_TEMPLATES + (EXTRA_GENERIC_TEMPLATES if check_wording(wording) == "v2" else ())
+    out = [(f"g{i}", t) for i, t in enumerate(generic)]
     out += [(f"{family}:{i}", t) for i, t in enumerate(FAMILY_TEMPLATES[family])]
     return [(i, t) for i, t in out if is_heldout_template(i) == (split == "test")]
 
@@ -491,17 +514,11 @@ def family_nouns() -> list[str]:
 
 
 def families_named(text: str) -> list[str]:
-    """The families whose nouns (singular or plural) ``text`` mentions: the only objects the
-    demo model, trained on these captions, can make."""
-    from .families import FAMILY_NAMES
+    """The families whose nouns (singular or plural, any wording's synonyms) ``text`` mentions:
+    the only objects the demo model, trained on these captions, can make."""
+    from .read_caption import families_in
 
-    found = []
-    for family in FAMILY_NAMES:
-        nouns = {*NOUNS.get(family, []), family.replace("_", " ")}
-        pattern = r"\b(?:" + "|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True)) + r")(?:e?s)?\b"
-        if re.search(pattern, text, flags=re.IGNORECASE):
-            found.append(family)
-    return found
+    return families_in(text)
 
 
 _NUM = r"\b{w}\b|\b{d}\b|\b{d}-|\b{w}-"
@@ -516,7 +533,8 @@ def _has(word: str, negation: str) -> str:
     return rf"^(?!.*(?:{negation})).*(?:{word})"
 
 
-# Regular expressions a caption matches for each attribute value (tests and evaluation use them).
+# Regular expressions a v1 caption matches for each attribute value (tests use them); the reader of
+# both wordings is :mod:`ar3d.procedural.read_caption`.
 MENTIONS = {
     "chair": {
         "legs": {n: _num_re(n) for n in (3, 4)},
@@ -695,7 +713,12 @@ def describe(family: str, attrs: dict, rng: np.random.Generator) -> tuple[str, l
             noun = str(rng.choice([f"a group of {w} mushrooms", f"{w} mushrooms", f"a cluster of {w} mushrooms"]))
             if c == 2 and rng.random() < 0.3:
                 noun = "a pair of mushrooms"
-    # size-like adjectives read best first
+    _size_first(adjs)
+    return noun, adjs, withs
+
+
+def _size_first(adjs: list[str]) -> None:
+    """Size-like adjectives read best first."""
     adjs.sort(
         key=lambda a: (
             0
@@ -704,7 +727,6 @@ def describe(family: str, attrs: dict, rng: np.random.Generator) -> tuple[str, l
             else 1
         )
     )
-    return noun, adjs, withs
 
 
 def _join_clauses(clauses: list[str]) -> str:
@@ -721,14 +743,31 @@ def _join_clauses(clauses: list[str]) -> str:
 _ARTICLE = re.compile(r"\b([Aa]) (?=(?:[aeiouAEIOU](?!ne\b|ni|se|sua)|8|11\b|18\b))")
 
 
-def make_caption(family: str, attrs: dict, rng: np.random.Generator, split: str) -> tuple[str, str]:
-    """(caption, template id) for a sample of ``split``; every attribute is mentioned."""
-    choices = templates(family, split)
+def make_caption(
+    family: str,
+    attrs: dict,
+    rng: np.random.Generator,
+    split: str,
+    wording: str = DEFAULT_WORDING,
+    **pin,
+) -> tuple[str, str]:
+    """(caption, template id) for a sample of ``split``; every attribute is mentioned. ``wording``
+    "v1" draws exactly the shipped demo model's captions, "v2" the :mod:`.wording` variants
+    (``pin``: ``force``/``digits`` of :func:`ar3d.procedural.wording.describe_v2`)."""
+    choices = templates(family, split, wording)
     tid, tpl = choices[int(rng.integers(len(choices)))]
-    noun, adjs, withs = describe(family, attrs, rng)
+    if wording == "v1":
+        noun, adjs, withs = describe(family, attrs, rng)
+    else:
+        noun, adjs, withs = describe_v2(family, attrs, rng, split, **pin)
+        _size_first(adjs)
     rng.shuffle(withs)
     if family == "mushroom":  # the noun phrase carries its own article / number
         tpl = tpl.replace("a {adj} {noun}", "{adj} {noun}").replace("A {adj} {noun}", "{adj} {noun}")
+        word = re.match(r"\{adj\} ([\w-]+) \{noun\}", tpl)
+        if word and wording == "v2":  # "{adj} cartoon {noun}": "a pair of cartoon mushrooms"
+            adjs.append(word.group(1))
+            tpl = tpl.replace(word.group(0), "{adj} {noun}")
         noun_phrase = noun
         if adjs:
             # put the adjectives inside the noun phrase: "three dome-capped mushrooms"

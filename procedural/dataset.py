@@ -32,7 +32,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .captions import make_caption, make_plans
+from .captions import DEFAULT_WORDING, check_wording, make_caption, make_plans
 from .families import FAMILIES, FAMILY_NAMES
 from .geometry import canonical, voxelize
 
@@ -94,9 +94,13 @@ def make_sample(
     voxels: bool = True,
     resolution: int = 64,
     method: str = "fast",
+    wording: str = DEFAULT_WORDING,
 ) -> Sample:
     """Sample ``index`` of the (split, seed) stream; ``method`` picks the voxeliser
-    (:func:`ar3d.procedural.geometry.voxelize`: "fast", "exact" or "reference")."""
+    (:func:`ar3d.procedural.geometry.voxelize`: "fast", "exact" or "reference"), ``wording`` the
+    caption wording ("v2"; "v1": the shipped demo model's data, byte for byte). The wording
+    changes only the caption and the plans' draws, never the shape."""
+    check_wording(wording)
     if split not in SPLIT_CODES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     names = tuple(families) if families is not None else FAMILY_NAMES
@@ -106,7 +110,7 @@ def make_sample(
     attrs = fam.sample_attributes(rng, split)
     params, shape = fam.sample_params(rng, attrs)
     lo, hi = shape.bounds()
-    caption, tid = make_caption(name, attrs, rng, split)
+    caption, tid = make_caption(name, attrs, rng, split, wording)
     plan1, plan2 = make_plans(name, params, float((hi - lo).max()), rng)
     occ = None
     if voxels:
@@ -118,8 +122,8 @@ def make_sample(
 
 
 def _make_chunk(args) -> list[Sample]:
-    start, stop, split, seed, families, voxels, resolution, method = args
-    return [make_sample(i, split, seed, families, voxels, resolution, method) for i in range(start, stop)]
+    start, stop, split, seed, families, voxels, resolution, method, wording = args
+    return [make_sample(i, split, seed, families, voxels, resolution, method, wording) for i in range(start, stop)]
 
 
 def iter_samples(
@@ -133,12 +137,14 @@ def iter_samples(
     method: str = "fast",
     start: int = 0,
     chunk: int = 32,
+    wording: str = DEFAULT_WORDING,
 ) -> Iterator[Sample]:
     """Samples ``start`` … ``start + n - 1`` of the (split, seed) stream, in order, made by
     ``workers`` processes (1: in this process)."""
     fams = tuple(families) if families is not None else None
+    check_wording(wording)
     jobs = [
-        (i, min(i + chunk, start + n), split, seed, fams, voxels, resolution, method)
+        (i, min(i + chunk, start + n), split, seed, fams, voxels, resolution, method, wording)
         for i in range(start, start + n, chunk)
     ]
     if workers <= 1:

@@ -86,7 +86,9 @@ def test_same_dataset_with_workers():
 
 
 def test_captions_mention_every_attribute(captions_only):
-    for s in captions_only:
+    """C.MENTIONS are the v1 wording's patterns; test_procedural_wording.py reads both wordings."""
+    v1 = [make_sample(s.index, s.split, seed=s.seed, voxels=False, wording="v1") for s in captions_only]
+    for s in v1:
         for attr, value in s.attributes.items():
             assert re.search(C.MENTIONS[s.family][attr][value], s.caption, re.I), (s.family, attr, value, s.caption)
             # and not a contradicting value of a yes/no or two-way attribute
