@@ -56,10 +56,12 @@ class Fill:
 
 
 class Flat:
+    """The same value for every sample; far from Fill's ≈ 0.5, so which term scored shows."""
+
     name, sub_scores, value_range, needs = "flat", 1, (0.0, 1.0), frozenset({"occupancy"})
 
     def score(self, batch):
-        return [SampleScore(0.5) for _ in batch.occupancy]
+        return [SampleScore(0.125) for _ in batch.occupancy]
 
 
 def _trainer(table, reward=None, log=None):
@@ -140,10 +142,12 @@ def test_world_size_mismatch_stops_with_a_clear_error(tmp_path, small_pair, prom
     assert not (tmp_path / "ckpt").exists()
 
 
-@pytest.mark.parametrize("name", ["model.safetensors", "random_states_0.pkl"])
-def test_damaged_checkpoint_files_name_the_file_and_the_previous_step(tmp_path, fresh_accelerate_state, name):
+@pytest.mark.parametrize("name, damage", [("model.safetensors", "cut"), ("random_states_0.pkl", "cut"),
+                                          ("random_states_0.pkl", "garbled")])  # fmt: skip
+def test_damaged_checkpoint_files_name_the_file_and_the_previous_step(tmp_path, fresh_accelerate_state, name, damage):
     """Each file on its own: before the fix a cut model file gave safetensors' raw error, and a cut
-    RNG state was skipped by accelerate with a log line (the run went on with fresh RNG)."""
+    RNG state was skipped by accelerate with a log line (the run went on with fresh RNG). Garbled
+    at its recorded size, the RNG state gets past the size check and must fail where it is read."""
     from accelerate import Accelerator
 
     from ar3d.trainer.checkpoint import CheckpointError, CheckpointManager
@@ -158,7 +162,7 @@ def test_damaged_checkpoint_files_name_the_file_and_the_previous_step(tmp_path, 
     last = mgr.save(2)
     f = last / "accelerate" / name
     good = f.read_bytes()
-    f.write_bytes(good[: len(good) // 2])
+    f.write_bytes(good[: len(good) // 2] if damage == "cut" else bytes(len(good)))
     with pytest.raises(CheckpointError, match=rf"{name}.*truncated.*--resume .*step-00000001"):
         mgr.load(last)
     f.write_bytes(good)
