@@ -297,13 +297,39 @@ def test_procedural_rewards_judge_family_and_attributes(procedural_samples):
     again = AttributeMatch().score(RewardBatch(batch.prompts, occupancy=batch.occupancy, metadata=lied))
     assert again[i].value < attrs[i].value and again[i].details["got"]["legs"] != again[i].details["want"]["legs"]
 
-    empty = RewardBatch(["a chair"] * 3, occupancy=[np.zeros((64,) * 3, bool), None, s[0].occupancy], metadata=[meta[0], meta[0], None])
+    empty = RewardBatch(["a chair", "a chair", "a glass of water"], occupancy=[np.zeros((64,) * 3, bool), None, s[0].occupancy],
+                        metadata=[meta[0], meta[0], None])  # fmt: skip
     got = fam.score(empty)
-    assert got[0].value == 0.0 and got[1].missing == "no decoded occupancy grid" and "metadata" in got[2].missing
+    assert got[0].value == 0.0 and got[1].missing == "no decoded occupancy grid"
+    assert got[2].missing == "no procedural family in the sample's metadata or its prompt"
 
     save_references(refs, tmp := __import__("pathlib").Path(__import__("tempfile").mkdtemp()) / "refs.npz")
     again = FamilyMatch(references=tmp)
     assert [r.value for r in again.score(batch)] == [1.0] * len(s)
+
+
+def test_procedural_rewards_read_a_plain_prompt_when_there_is_no_metadata(procedural_samples):
+    """A plain prompt file (no family/attributes per row) still trains with the procedural
+    rewards: the ground truth comes from the prompt, and agrees with the metadata's."""
+    from ar3d.core.rewards.procedural import AttributeMatch, FamilyMatch
+    from ar3d.procedural.evaluate import build_references
+
+    s = procedural_samples
+    fam = FamilyMatch(references=build_references(per_family=4, families=("chair", "stairs", "mug")))
+    meta = [{"family": x.family, "attributes": x.attributes} for x in s]
+    grids = [x.occupancy for x in s]
+    plain = RewardBatch([x.caption for x in s], occupancy=grids)  # what a prompt-only file gives
+    with_meta = RewardBatch([x.caption for x in s], occupancy=grids, metadata=meta)
+    assert [r.value for r in fam.score(plain)] == [r.value for r in fam.score(with_meta)] == [1.0] * len(s)
+    a, b = AttributeMatch(strict=True).score(plain), AttributeMatch(strict=True).score(with_meta)
+    read = [r for r in a if r.ok]
+    assert read and all(r.details["want"] == q.details["want"] and r.value == q.value for r, q in zip(a, b) if r.ok)
+    # a prompt with a different count than the shape: the prompt is the ground truth
+    i = next(k for k, x in enumerate(s) if x.family == "stairs")
+    n = s[i].attributes["steps"]
+    other = RewardBatch([f"a staircase with {n + 2} steps"], occupancy=[grids[i]])
+    r = AttributeMatch(strict=True).score(other)[0]
+    assert r.details["want"]["steps"] == n + 2 and r.value < 1.0
 
 
 # -- the paper's ensemble end to end: real rewards, scripted judges --------------------------------

@@ -2,7 +2,10 @@
 the prompted attributes (leg count, steps, tall/short …)?
 
 They read the prompt's ground truth from ``RewardBatch.metadata`` (``{"family": …,
-"attributes": {…}}``, as the procedural dataset's JSONL carries it) and judge the decoded 64³
+"attributes": {…}}``, as the procedural dataset's JSONL carries it) or, where a sample has none
+(a plain prompt file), from the prompt itself (``ar3d.procedural.read_caption``: "a ladder with 6
+rungs" → ladder, rungs 6), so any prompt list in the demo's families trains with these rewards;
+a prompt naming no family fails with that reason. They judge the decoded 64³
 grid with ``ar3d.procedural.evaluate`` — the nearest-family classifier and the attribute
 checkers, which share no weights with the policy, so the policy cannot learn to please a model
 that also wrote it. These are the rewards of the demo model's Hi-GRPO run (issue #7).
@@ -25,7 +28,12 @@ def _grid(batch: RewardBatch, i: int) -> np.ndarray | None:
 
 def _meta(batch: RewardBatch, i: int) -> dict | None:
     m = batch.metadata[i] if batch.metadata is not None else None
-    return m if m and m.get("family") else None
+    if m and m.get("family"):
+        return m
+    from ...procedural.read_caption import read_caption
+
+    family, attributes = read_caption(batch.prompts[i]) if i < len(batch.prompts) else (None, {})
+    return {"family": family, "attributes": attributes} if family else None
 
 
 class FamilyMatch:
@@ -57,7 +65,7 @@ class FamilyMatch:
         for i in range(len(batch)):
             g, m = _grid(batch, i), _meta(batch, i)
             if m is None:
-                out[i] = SampleScore.fail("no procedural family in the sample's metadata")
+                out[i] = SampleScore.fail("no procedural family in the sample's metadata or its prompt")
             elif g is not None and not g.any():
                 out[i] = SampleScore(0.0, details={"family": m["family"], "judged": None, "note": "empty grid"})
             elif g is not None:
@@ -103,7 +111,7 @@ class AttributeMatch:
         for i in range(len(batch)):
             g, m = _grid(batch, i), _meta(batch, i)
             if m is None:
-                out.append(SampleScore.fail("no procedural family in the sample's metadata"))
+                out.append(SampleScore.fail("no procedural family in the sample's metadata or its prompt"))
                 continue
             if g is None:
                 out.append(SampleScore.fail("no decoded occupancy grid"))
