@@ -32,9 +32,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .captions import DEFAULT_WORDING, check_wording, make_caption, make_plans
+from .captions import DEFAULT_WORDING, check_wording, make_caption
 from .families import FAMILIES, FAMILY_NAMES
 from .geometry import canonical, voxelize
+from .plans import make_plans
 
 __all__ = [
     "Sample",

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 from ar3d.procedural import captions as C
+from ar3d.procedural.mentions import MENTIONS
 from ar3d.procedural.dataset import (
     generate_dataset,
     make_sample,
@@ -86,13 +87,13 @@ def test_same_dataset_with_workers():
 
 
 def test_captions_mention_every_attribute(captions_only):
-    """C.MENTIONS are the v1 wording's patterns; test_procedural_wording.py reads both wordings."""
+    """MENTIONS are the v1 wording's patterns; test_procedural_wording.py reads both wordings."""
     v1 = [make_sample(s.index, s.split, seed=s.seed, voxels=False, wording="v1") for s in captions_only]
     for s in v1:
         for attr, value in s.attributes.items():
-            assert re.search(C.MENTIONS[s.family][attr][value], s.caption, re.I), (s.family, attr, value, s.caption)
+            assert re.search(MENTIONS[s.family][attr][value], s.caption, re.I), (s.family, attr, value, s.caption)
             # and not a contradicting value of a yes/no or two-way attribute
-            for other, pattern in C.MENTIONS[s.family][attr].items():
+            for other, pattern in MENTIONS[s.family][attr].items():
                 if other != value and isinstance(value, bool):
                     assert not re.search(pattern, s.caption, re.I), (s.family, attr, value, s.caption)
         assert "{" not in s.caption and "  " not in s.caption, s.caption
