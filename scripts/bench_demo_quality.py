@@ -8,10 +8,14 @@
   ``scripts/train_demo.py --stages eval`` seeds them), judged by ``ar3d.procedural.judge``'s
   ``judge`` / ``score`` as that evaluation is (family, lenient and strict attributes, quality
   raw and delivered);
+* ``--vqvae N``: the first N held-out grids encoded and decoded by the model's VQ-VAE (fp32,
+  occupancy = logits > 0, as ``train_demo --stages eval`` reconstructs them) and judged the same
+  way: how often the VQ-VAE alone puts holes or fragments into solid parts (the v2 target: < 2%),
+  plus the shell IoU;
 * ``--chair``: the README's "a wooden chair with four legs" for seeds 0–9 through ``TextTo3D``
   exactly as ``ar3d generate --seed S`` makes it, with a quality verdict per seed.
 
-    python scripts/bench_demo_quality.py --data /work/wt20/data/demo --gt --model 50 --chair --out bench.json
+    python scripts/bench_demo_quality.py --data /work/wt20/data/demo --gt --vqvae 1000 --model 50 --chair --out bench.json
 """
 
 from __future__ import annotations
@@ -41,6 +45,33 @@ def ground_truth(data: Path, refs) -> dict:
     pred, _, attrs, strict, quality = judge(gt, fams, refs, 1, [m["attributes"] for m in meta], full=True)
     out = score(meta, pred, attrs, strict, quality)
     out["seconds"] = round(time.time() - t, 1)
+    return out
+
+
+def vqvae(data: Path, refs, model_dir: Path, n: int, batch: int) -> dict:
+    import torch
+
+    from ar3d.core.vqvae import load_vqvae
+    from ar3d.procedural.judge import judge, score
+
+    packed, meta = load_split(data / "test.npz", n)
+    gt = np.unpackbits(packed, axis=1, count=RES**3).reshape(len(meta), RES, RES, RES).astype(bool)
+    vq = load_vqvae(model_dir / "vqvae.safetensors", device=torch.device("cpu"))
+    t = time.time()
+    recon, ious = [], []
+    with torch.no_grad():
+        for i in range(0, len(gt), batch):
+            x = torch.from_numpy(gt[i : i + batch])
+            r = vq.decode_occupancy(vq.encode(x), batch_size=batch)[:, 0].numpy()
+            inter, union = (r & gt[i : i + batch]).sum((1, 2, 3)), (r | gt[i : i + batch]).sum((1, 2, 3))
+            ious += list(inter / np.maximum(union, 1))
+            recon.append(r)
+            print(f"reconstructed {min(len(gt), i + batch)}/{len(gt)} in {time.time() - t:.0f}s", file=sys.stderr, flush=True)
+    recon_s = round(time.time() - t, 1)
+    fams = [m["family"] for m in meta]
+    pred, _, attrs, strict, quality = judge(np.concatenate(recon), fams, refs, 1, [m["attributes"] for m in meta], full=True)
+    out = score(meta, pred, attrs, strict, quality)
+    out.update(shell_iou_mean=float(np.mean(ious)), reconstruct_seconds=recon_s, seconds=round(time.time() - t, 1))
     return out
 
 
@@ -110,6 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model-dir", type=Path, default=HERE.parent / "models" / "demo")
     ap.add_argument("--gt", action="store_true")
     ap.add_argument("--model", type=int, default=0, help="held-out captions to generate (0 = skip)")
+    ap.add_argument("--vqvae", type=int, default=0, help="held-out grids to reconstruct with the VQ-VAE (0 = skip)")
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--chair", action="store_true")
@@ -119,6 +151,7 @@ def main(argv=None) -> int:
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report["machine"] = {"cpu_threads": __import__("torch").get_num_threads(), "date": time.strftime("%Y-%m-%d")}
     steps = [("ground_truth", args.gt, lambda: ground_truth(args.data, refs)),
+             ("vqvae_reconstruction", args.vqvae > 0, lambda: vqvae(args.data, refs, args.model_dir, args.vqvae, args.batch)),
              ("one_step", args.model > 0, lambda: model(args.data, refs, args.model_dir, args.model, args.batch, args.seed)),
              ("readme_chair", args.chair, lambda: chair(args.model_dir, refs))]  # fmt: skip
     for key, wanted, fn in steps:

@@ -158,19 +158,21 @@ def main(argv=None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.data.mkdir(parents=True, exist_ok=True)
-    if args.smoke:
-        make_smoke_data(args)
-    report = Report(args.out / "training_report.json")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = set(stages) - {"refs", "vqvae", "encode", "policy", "eval"}
     if unknown:
         raise SystemExit(f"unknown stages {sorted(unknown)}")
-    runs = report.data.get("runs", [])
-    runs.append({"argv": sys.argv[1:], "stages": stages, "env": environment(device),
-                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})  # fmt: skip
-    report.update("runs", runs)
+    args.data.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        make_smoke_data(args)
+    report = None
+    if set(stages) - {"refs"}:  # refs only make data: the model folder (the shipped one by default) is not touched
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = Report(args.out / "training_report.json")
+        runs = report.data.get("runs", [])
+        runs.append({"argv": sys.argv[1:], "stages": stages, "env": environment(device),
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})  # fmt: skip
+        report.update("runs", runs)
     for name in ("refs", "vqvae", "encode", "policy", "eval"):
         if name in stages:
             t = time.time()

@@ -59,6 +59,19 @@ def _write(path, rows):
     return path
 
 
+def test_refs_stage_makes_data_and_leaves_the_model_folder_alone(tmp_path):
+    """`make_demo_data.sh` runs `--stages refs` with the default --out, the shipped models/demo:
+    making data must not append a run to that model's training_report.json."""
+    out, data = tmp_path / "model", tmp_path / "data"
+    out.mkdir()
+    (out / "training_report.json").write_text('{"runs": []}')
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "train_demo.py"), "--stages", "refs", "--refs-per-family", "1",
+                          "--workers", "1", "--data", str(data), "--out", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (data / "refs.npz").is_file()
+    assert (out / "training_report.json").read_text() == '{"runs": []}'
+
+
 def test_rl_prompts_keeps_checkable_counts_only(tmp_path):
     """The RL prompt set: rows with a count the reward can check; size classes, families without a
     count checker and the shelf count the VQ-VAE cannot reproduce are left out."""

@@ -34,7 +34,7 @@ def file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def stage_refs(args, report: Report) -> None:
+def stage_refs(args, report: Report | None = None) -> None:
     from ar3d.procedural.evaluate import build_references
 
     t = time.time()
