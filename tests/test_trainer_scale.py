@@ -331,27 +331,44 @@ def _merge(rollouts):
                    sum((r.samples for r in rollouts), []), steps, rewards, first.scores)  # fmt: skip
 
 
+def _assert_fsdp(setup: dict) -> None:
+    """A launch that fell back to DDP (accelerate turns FSDP on CPUs into MULTI_CPU) must fail."""
+    assert setup["distributed_type"] == "FSDP" and not setup["ddp"], setup
+    assert setup["fsdp1"] or setup["fsdp2"], setup
+    assert setup["plugin_sharding_strategy"] == setup["model_sharding_strategy"] == "FULL_SHARD", setup
+    assert setup["fsdp_units"] > 1, setup  # the decoder layers are their own units (TRANSFORMER_BASED_WRAP)
+    assert setup["local_numel"] < 0.6 * setup["full_numel"], setup  # each rank holds about half
+
+
 @pytest.mark.timeout(2400)
 def test_fsdp_two_processes_resume_and_match_one_process(tmp_path, small_pair, prompts_file):
     """FSDP (fsdp_cpu.yaml, gloo, 2 processes), full-parameter Hi-GRPO: 3 steps with rollouts on
     gathered weights; 1 step + resume + 2 steps gives the same weights bit for bit; and one process
     training on the same global batch (each step's rollouts of both processes, replayed as its
-    two micro-batches) ends with the same weights within float tolerance."""
+    two micro-batches) ends with the same weights within float tolerance. Each process records its
+    setup: a launch that silently fell back to DDP fails here."""
+    from ar3d.core.policy import Policy
+
     table = _table(tmp_path, small_pair, prompts_file, train__steps=3, optim__lr=1e-4)
     table["rollout"]["two_step"] = True
     table["algorithm"]["dynamic_sampling"] = False
     table["optim"]["grad_clip"] = 0.5
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     spec = {"config": table, "runs": [
-        {"steps": 3, "ckpt": a, "out": f"{a}.pt", "record": True},
+        {"steps": 3, "ckpt": a, "out": f"{a}.pt", "record": True, "export": f"{a}-policy"},
         {"steps": 1, "ckpt": b, "out": f"{b}1.pt"},
         {"steps": 3, "ckpt": b, "out": f"{b}3.pt", "resume": True},
     ]}  # fmt: skip
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_DIR / "fsdp_cpu.yaml"),
               "--main_process_port", str(_free_port())]  # fmt: skip
     _launch(launch, spec, tmp_path)
+    for out in (f"{a}.pt", f"{b}1.pt", f"{b}3.pt"):  # every trainer on both ranks really sharded
+        for rank in (0, 1):
+            _assert_fsdp(json.loads(Path(f"{out}.setup{rank}.json").read_text()))
     straight, resumed = torch.load(f"{a}.pt"), torch.load(f"{b}3.pt")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    exported = Policy.load(f"{a}-policy", device="cpu", dtype=torch.float32).model.state_dict()  # gathered shards
+    assert all(torch.equal(straight[k], exported[k]) for k in straight)
     history = json.loads(Path(f"{a}.pt.rank0.json").read_text())
     assert len(history) == 3 and all(h["train/skipped_step"] == 0 for h in history)
 

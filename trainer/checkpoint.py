@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 from ..core.errors import Ar3dError
+from .distributed import full_state_dict, reload_fsdp_optimizers
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -305,6 +306,7 @@ class CheckpointManager:
                 if rng_file.is_file():  # accelerate would skip an unreadable one with a log line
                     self._read(rng_file, path)
                 self.accelerator.load_state(str(path / "accelerate"))
+                reload_fsdp_optimizers(self.accelerator, path / "accelerate")  # accelerate skips Adam's state
             else:
                 if model is not None:
                     _load_weights(model, path / "model.safetensors")
@@ -474,7 +476,7 @@ def export_policy(
     """
     out = Path(out_dir)
     if accelerator is not None:
-        state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3
+        state = full_state_dict(accelerator, model)  # collective under FSDP / ZeRO-3
         model = accelerator.unwrap_model(model)
         is_main = accelerator.is_main_process
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,18 +31,42 @@ class LaunchError(Ar3dError, RuntimeError):
 def make_accelerator():
     """An ``Accelerator`` for this launch, checked (``check_world_size``) before anything heavy."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    from accelerate.utils import DistributedType
 
     acc = Accelerator()
     asked_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     if asked_fsdp and acc.distributed_type == DistributedType.MULTI_CPU:
-        # accelerate only enables FSDP for accelerator devices; the plugin reads the same
-        # FSDP_* variables the launcher exported from the config file.
-        acc.state.distributed_type = DistributedType.FSDP
-        acc.state.fsdp_plugin = FullyShardedDataParallelPlugin()
-        acc.state.device = torch.device("cpu")  # FSDP compares it with the modules' "cpu"
+        _keep_fsdp_on_cpu(acc)
     check_world_size(acc)
     return acc
+
+
+def _keep_fsdp_on_cpu(acc) -> None:
+    """Turn accelerate's CPU fallback (``MULTI_CPU``, i.e. DDP) back into the FSDP that was asked for.
+
+    accelerate has no switch for this: ``AcceleratorState`` enables FSDP only in its branch for
+    accelerator devices. Two things must change, in both of its shared states:
+    - ``distributed_type``: every later ``AcceleratorState()`` (``set_seed``, ``save_state``, ...)
+      copies ``PartialState``'s fields over its own, so setting it on ``acc.state`` alone is undone
+      at once and ``prepare`` wraps the model in DDP. ``PartialState`` is a singleton whose
+      attributes are shared by all its instances: set there, every copy agrees.
+    - ``device``: accelerate's CPU device is ``cpu:0`` (its rank's index modulo
+      ``torch.cpu.device_count()``); ``prepare`` passes it to FSDP as ``device_id``, which FSDP
+      compares with ``torch.cpu.current_device()`` == ``cpu`` ("Inconsistent compute device and
+      device_id"). Plain ``cpu`` is the same memory and matches. (``device_id=None`` does not work
+      on CPUs: FSDP then asks for an accelerator device.)
+    Only reached with CPU processes (``MULTI_CPU``): GPU launches get FSDP from accelerate itself."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* variables the launcher exported
+    if acc.mixed_precision != "no":
+        plugin.set_mixed_precision(acc.mixed_precision)  # what accelerate does on GPUs
+    cpu = torch.device("cpu")
+    for state in (PartialState(), acc.state):
+        state.distributed_type = DistributedType.FSDP
+        state.device = cpu
+    acc.state.fsdp_plugin = plugin
 
 
 def check_world_size(acc) -> None:
@@ -110,6 +135,52 @@ def mean_across_processes(acc, stats: dict[str, float]) -> dict[str, float]:
     everyone = gather_object([stats])
     keys = set().union(*everyone)
     return {k: float(np.mean([s[k] for s in everyone if k in s])) for k in sorted(keys)}
+
+
+def full_state_dict(acc, model) -> dict[str, torch.Tensor]:
+    """The whole model's state dict on the main process (empty elsewhere); a collective under FSDP.
+
+    ``accelerate.get_state_dict`` gathers FSDP weights with ``offload_to_cpu=True``, which on a
+    CPU compute device reads freed memory (a segfault): torch's "move to CPU" is then a no-op that
+    keeps a view of the gathered buffer, and the buffer is freed right after. On CPUs the gathered
+    weights are already in CPU memory, so they are gathered without the offload."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type == DistributedType.FSDP and acc.device.type == "cpu" and not acc.is_fsdp2:
+        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        config = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+        with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, config):
+            return model.state_dict()
+    return acc.get_state_dict(model)
+
+
+def reload_fsdp_optimizers(acc, input_dir) -> None:
+    """After ``load_state``: restore the FSDP optimizers' state (Adam's moments and step count).
+
+    accelerate loads a sharded FSDP1 optimizer into a template built from the optimizer's own
+    state, which is empty until its first step, so a resumed run silently restarted Adam from
+    zero (resume not bit-exact; GPUs too). torch's ``get_optimizer_state_dict`` builds the whole
+    template (it creates the state with one zero-lr step on zero gradients: no weight changes)
+    and DCP fills it from the files ``save_state`` wrote; optimizer i pairs with prepared model i,
+    as in ``save_state``. Nothing to do without FSDP or with full (unsharded) optimizer files."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type != DistributedType.FSDP or acc.is_fsdp2:
+        return
+    from torch.distributed.fsdp import StateDictType
+
+    if acc.state.fsdp_plugin.state_dict_type != StateDictType.SHARDED_STATE_DICT:
+        return
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    for i, optimizer in enumerate(acc._optimizers):
+        model, inner = acc._models[i], getattr(optimizer, "optimizer", optimizer)  # the torch optimizer
+        state = {"optimizer": get_optimizer_state_dict(model, inner)}
+        dcp.load(state, storage_reader=dcp.FileSystemReader(str(Path(input_dir) / f"optimizer_{i}")))
+        set_optimizer_state_dict(model, inner, state["optimizer"])
 
 
 def full_weights(acc, model):

@@ -123,8 +123,6 @@ class HiGRPOTrainer:
         self.ref_model = None
         if cfg.algorithm.beta > 0 and not lora:
             self.ref_model = copy.deepcopy(model).to(compute).eval().requires_grad_(False)
-            if sharded:  # FSDP shards the reference too: no second full copy per process
-                self.ref_model = acc.prepare_model(self.ref_model, evaluation_mode=True)
         # The vision tower never sees an image in text-to-3D: freeze it (DDP would otherwise wait
         # for gradients that never come).
         for name, p in model.named_parameters():
@@ -151,6 +149,11 @@ class HiGRPOTrainer:
         scheduler = get_scheduler(o.scheduler, optimizer, num_warmup_steps=cfg.warmup_updates(),
                                   num_training_steps=cfg.optimizer_updates())  # fmt: skip
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
+        if self.ref_model is not None and sharded:  # FSDP shards the reference too: no second full copy
+            # After the policy: save_state pairs optimizer i with prepared model i. And not
+            # evaluation_mode=True: accelerate then skips the FSDP wrap (a full copy per process)
+            # but still lists the model for save_state, which fails on it (KeyError: None).
+            self.ref_model = acc.prepare_model(self.ref_model)
         # Generation runs on the unwrapped module, with the policy's own engine (the graph engine
         # for Qwen2 stacks); under FSDP the rollout gathers the full weights first (_full_weights).
         policy.model = acc.unwrap_model(self.model)
