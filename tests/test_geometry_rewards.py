@@ -154,6 +154,12 @@ def test_watertight_missing_and_empty_meshes():
         ("a black and white cat", 1, 1),
         ("chess pieces", 1, None),
         ("a flight of stairs", 1, 1),
+        ("a slim set of stairs with 6 treads", 1, 1),  # one staircase (caption wording v2)
+        ("can I get an extra-wide set of steps with 5 steps?", 1, 1),
+        ("a set of bowls", 2, None),
+        ("I'd like a pair of mushrooms with flat caps", 2, 2),  # "like" here is a request, not a comparison
+        ("I would like three mugs", 3, 3),
+        ("a cat like a lion", 1, 1),
     ],
 )
 def test_expected_parts(prompt, lo, hi):
@@ -162,10 +168,12 @@ def test_expected_parts(prompt, lo, hi):
 
 
 def test_expected_parts_on_procedural_captions():
-    """Every procedural caption asks for one object, except the mushroom family's counts."""
+    """Every procedural caption (both wordings, both splits) asks for one object, except the
+    mushroom family's counts."""
     from ar3d.procedural import iter_samples
 
-    for s in iter_samples(100, "test", seed=1, voxels=False):
+    samples = [s for w in ("v1", "v2") for sp in ("train", "test") for s in iter_samples(300, sp, seed=1, voxels=False, wording=w)]
+    for s in samples:
         want = s.attributes.get("count", 1) if s.family == "mushroom" else 1
         e = expected_parts(s.caption)
         assert (e.lo, e.hi) == (want, want), (s.caption, e)

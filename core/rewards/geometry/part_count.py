@@ -36,6 +36,7 @@ _PLURALIA_TANTUM = {
     "pyjamas", "pliers", "tongs", "tweezers", "clippers", "shears", "headphones", "earphones",
     "earbuds", "stairs", "steps", "gallows", "barracks", "headquarters", "bellows", "news",
 }  # fmt: skip
+_ONE_STAIRCASE = {"stairs", "steps"}
 _IRREGULAR_PLURALS = {"people", "men", "women", "children", "mice", "geese", "teeth", "feet", "dice", "oxen", "fish", "sheep", "deer"}
 # Words that end the phrase naming the object(s): what follows describes them or their setting.
 _HEAD_END = {
@@ -45,6 +46,7 @@ _HEAD_END = {
     "sitting", "topped", "covered", "containing", "filled", "like", "against", "atop", "around",
     "growing", "lying", "floating", "hanging", "resting", "placed", "arranged",
 }  # fmt: skip
+_WOULD = {"i'd", "we'd", "would", "d"}
 _DETERMINERS = {"a", "an", "one", "the", "another", "some", "several", "pair", "couple", "set"}
 _TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*|[,.;:!?()\"]")
 
@@ -109,6 +111,8 @@ def _count_phrase(words: list[str]) -> tuple[int, int | None]:
         if w == "trio" and nxt == "of":
             return 3, 3
         if w in _SEPARATE_GROUPS and nxt == "of":
+            if plural in _ONE_STAIRCASE:  # "a set of stairs" is one staircase
+                return 1, 1
             return (later[0], later[0]) if later else (2, None)
         if w in _TOUCHING_GROUPS and nxt == "of":
             return 1, None
@@ -136,6 +140,9 @@ def expected_parts(prompt: str) -> PartCount:
     head: list[str] = []
     for t in tokens:
         if t == ":":  # "3D shape: a pair of mugs" — the label before a colon names no object
+            head = []
+            continue
+        if t == "like" and head and head[-1] in _WOULD:  # "I'd like a pair of …": a request, no object yet
             head = []
             continue
         if t in _HEAD_END or not t[0].isalnum():
