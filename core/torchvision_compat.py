@@ -10,7 +10,7 @@ raises, as it would have. With a matching torchvision this module does nothing.
 The cause is fixed by installing matching CPU builds of torch and torchvision from PyTorch's
 CPU index (``scripts/setup_env.sh`` does when it can reach it). Where it cannot, the set-up
 installs this file into the environment's site-packages with a ``.pth`` line
-(``python -m ar3d.core.torchvision_compat --install``), so *every* importer of torchvision
+(``python -m ar3d.core.fix_torchvision --install``), so *every* importer of torchvision
 (``python -c "import torchvision"``, timm under ``accelerate launch``…) gets the fix, not only
 ar3d. The hook costs nothing until torchvision is imported. This module is self-contained
 (standard library; torch imported only when torchvision is) so it can be copied there.
@@ -172,25 +172,3 @@ def torchvision_imports(python: str = sys.executable) -> bool:
     import subprocess
 
     return subprocess.run([python, "-c", "import torchvision"], capture_output=True).returncode == 0
-
-
-def _main(argv=None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m ar3d.core.torchvision_compat", description=__doc__.split("\n\n")[0])
-    p.add_argument("--install", action="store_true",
-                   help="install the import hook into this environment (a .pth in site-packages)")  # fmt: skip
-    p.add_argument("--if-needed", action="store_true", help="with --install: only if `import torchvision` fails")
-    args = p.parse_args(argv)
-    if not args.install:
-        print("torchvision imports" if torchvision_imports() else "torchvision does not import")
-        return 0
-    if args.if_needed and torchvision_imports():
-        return 0
-    for path in install_pth():
-        print(f"wrote {path}")
-    return 0 if torchvision_imports() else 1
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

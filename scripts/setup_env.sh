@@ -82,7 +82,7 @@ pip_install -e ".${extras:+[$extras]}"
 # A torchvision built for another torch (PyPI's CUDA build beside a CPU torch) fails at import:
 # install the import fix for every program of this environment.
 if has torchvision && ! "$VPY" -c "import torchvision" 2>/dev/null; then
-  "$VPY" -m ar3d.core.torchvision_compat --install >&2
+  "$VPY" -m ar3d.core.fix_torchvision --install >&2
 fi
 # record what is installed (a later call with a subset of these extras does nothing)
 prev=""

@@ -3,7 +3,7 @@ comes from PyTorch's CPU index when that is reachable, else from pip's indexes w
 torchvision fix installed.
 
 Test double: `.venv/bin/python` of a scratch copy of the scripts is a wrapper that records
-`python -m pip …` and `python -m ar3d.core.torchvision_compat …` instead of running them (the
+`python -m pip …` and `python -m ar3d.core.fix_torchvision …` instead of running them (the
 real installs download GBs) and runs everything else (the script's probes) with this
 interpreter. A `torch.py` that raises ImportError, first on its path, plays "no torch yet".
 """
@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 WRAPPER = """#!/usr/bin/env bash
 if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "pip ${*:3}" >> "$AR3D_TEST_LOG"; exit 0; fi
-if [ "$1" = "-m" ] && [ "$2" = "ar3d.core.torchvision_compat" ]; then echo "fix ${*:3}" >> "$AR3D_TEST_LOG"; exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "ar3d.core.fix_torchvision" ]; then echo "fix ${*:3}" >> "$AR3D_TEST_LOG"; exit 0; fi
 exec "$AR3D_TEST_PYTHON" "$@"
 """
 

@@ -84,3 +84,16 @@ def test_accelerate_launch_of_a_timm_script(fresh, tmp_path):
     finally:
         for f in files:
             Path(f).unlink()
+
+
+def test_the_fix_command_runs_without_a_runpy_warning():
+    """`python -m ar3d.core.fix_torchvision` is what setup prints to a newcomer: no "found in
+    sys.modules … unpredictable behaviour" warning (running torchvision_compat itself gave one,
+    because `import ar3d.core` imports it first)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-W", "default", "-m", "ar3d.core.fix_torchvision"], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() in ("torchvision imports", "torchvision does not import")
+    assert "RuntimeWarning" not in run.stderr, run.stderr
