@@ -367,6 +367,9 @@ def test_fsdp_two_processes_resume_and_match_one_process(tmp_path, small_pair, p
             _assert_fsdp(json.loads(Path(f"{out}.setup{rank}.json").read_text()))
     straight, resumed = torch.load(f"{a}.pt"), torch.load(f"{b}3.pt")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    saved = sorted(q.name for q in Path(b).glob("step-*/accelerate/*"))
+    assert any(n.startswith("pytorch_model_fsdp_0") for n in saved), saved  # the policy's shards
+    assert not any(n.startswith("pytorch_model_fsdp_1") for n in saved), saved  # not the frozen reference's
     exported = Policy.load(f"{a}-policy", device="cpu", dtype=torch.float32).model.state_dict()  # gathered shards
     assert all(torch.equal(straight[k], exported[k]) for k in straight)
     history = json.loads(Path(f"{a}.pt.rank0.json").read_text())

@@ -154,6 +154,9 @@ class HiGRPOTrainer:
             # evaluation_mode=True: accelerate then skips the FSDP wrap (a full copy per process)
             # but still lists the model for save_state, which fails on it (KeyError: None).
             self.ref_model = acc.prepare_model(self.ref_model)
+            # Frozen and rebuilt from the base model on every start (resume included): not in the
+            # checkpoints (accelerate saves every model it lists: 14 GB more per checkpoint at 7B).
+            acc._models.remove(self.ref_model)
         # Generation runs on the unwrapped module, with the policy's own engine (the graph engine
         # for Qwen2 stacks); under FSDP the rollout gathers the full weights first (_full_weights).
         policy.model = acc.unwrap_model(self.model)
