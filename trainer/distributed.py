@@ -146,7 +146,8 @@ def full_state_dict(acc, model) -> dict[str, torch.Tensor]:
     weights are already in CPU memory, so they are gathered without the offload."""
     from accelerate.utils import DistributedType
 
-    if acc.distributed_type == DistributedType.FSDP and acc.device.type == "cpu" and not acc.is_fsdp2:
+    fsdp1 = acc.distributed_type == DistributedType.FSDP and not getattr(acc, "is_fsdp2", False)  # (no is_fsdp2 before 1.6)
+    if fsdp1 and acc.device.type == "cpu":
         from torch.distributed.fsdp import FullStateDictConfig, StateDictType
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
@@ -167,7 +168,7 @@ def reload_fsdp_optimizers(acc, input_dir) -> None:
     as in ``save_state``. Nothing to do without FSDP or with full (unsharded) optimizer files."""
     from accelerate.utils import DistributedType
 
-    if acc.distributed_type != DistributedType.FSDP or acc.is_fsdp2:
+    if acc.distributed_type != DistributedType.FSDP or getattr(acc, "is_fsdp2", False):
         return
     from torch.distributed.fsdp import StateDictType
 
