@@ -195,7 +195,8 @@ def _weights_identity(src: Path) -> dict:
 @contextmanager
 def _parameters_on_meta():
     """Build a model with its parameters on the meta device (no memory, no init) and its buffers
-    real: the rotary tables are computed at construction and are not in any checkpoint."""
+    real: the rotary tables are computed at construction and are not in any checkpoint. (As
+    accelerate's ``init_empty_weights(include_buffers=False)``; accelerate is a training extra.)"""
     register = torch.nn.Module.register_parameter
 
     def on_meta(module, name, param):
