@@ -168,3 +168,14 @@ def resolve_weights_file(spec: str | os.PathLike | None, *, env: str, repo_id: s
         raise ModelNotFoundError(
             _download_hint(repo_id, what, filename) + f" The {env} setting takes the file's path."
         ) from e
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in blocks (weights files are GBs): which weights a result came from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ from .errors import Ar3dError
 from .engine import GenerationEngine, SamplingConfig
 from .graph_engine import make_engine
 from .hub import resolve_policy
-from .prequantized import QuantizedFolderError, load_quantized_model, read_metadata, run_precision
-from .quantize import check_precision, quantize_model, resolve_precision
+from .prequantized import load_quantized_model, model_class, read_metadata, run_precision
+from .quantize import PrecisionError, check_precision, quantize_model, requested_precision, resolve_precision
 from .tokens import MeshVocab
 
 MAX_PROMPT_TOKENS = 1024
@@ -143,26 +142,25 @@ class Policy:
         from .versions import require
 
         require("transformers")  # a 4.x would fail below with a message that blames the files
-        from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+        from transformers import AutoTokenizer
 
         device = device or default_device()
-        asked = precision or os.environ.get("AR3D_PRECISION") or None
+        asked = requested_precision(precision)
         precision = resolve_precision(precision)
         check_precision(precision, device)
         path = resolve_policy(spec)
         prequantized = read_metadata(path)  # written by `ar3d quantize`: 8-bit weights as stored
         if prequantized is not None:
-            precision = run_precision(asked, prequantized, path, device)
+            run_precision(asked, prequantized, path, device)  # its own precision, or a clear error
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype(device))
         try:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model_cls = Qwen2_5_VLForConditionalGeneration if model_type == "qwen2_5_vl" else AutoModelForCausalLM
             if prequantized is not None:
                 model = load_quantized_model(path, device=device, dtype=dtype)
             else:
-                model = model_cls.from_pretrained(path, dtype=dtype).to(device).eval()
-        except QuantizedFolderError:
+                model = model_class(model_type).from_pretrained(path, dtype=dtype).to(device).eval()
+        except PrecisionError:  # a pre-quantized folder that does not match: its own message
             raise
         except Exception as e:
             raise PolicyLoadError(

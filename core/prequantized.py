@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from .hub import VQVAE_FILENAMES, resolve_policy
+from .hub import VQVAE_FILENAMES, file_sha256, resolve_policy
 from .quantize import PrecisionError, check_precision, quantize_model, resolve_precision, state_dict_to_save
 
 METADATA_FILE = "ar3d_quantization.json"
@@ -88,6 +88,13 @@ def run_precision(asked: str | None, meta: dict, path: Path, device) -> str:
     return stored
 
 
+def effective_precision(path: str | os.PathLike | None, precision: str | None) -> str:
+    """The precision a policy folder runs in: a pre-quantized folder's own, else `precision`
+    resolved as ``--precision`` is (``Policy.load`` refuses a conflicting request)."""
+    meta = read_metadata(path)
+    return meta["precision"] if meta is not None else resolve_precision(precision)
+
+
 def describe(path: str | os.PathLike) -> str:
     """One line for `ar3d info`: how the weights of a local policy folder are stored."""
     path = Path(path)
@@ -102,7 +109,8 @@ def describe(path: str | os.PathLike) -> str:
         return (f"{meta['precision']} (pre-quantized by ar3d {meta.get('ar3d_version', '?')}: {meta.get('scheme')} scales, "
                 f"{len(meta.get('modules', []))} layers; from {src.get('model', '?')} sha256 {sha}…; runs on {needs})")  # fmt: skip
     try:
-        dtype = json.loads((path / "config.json").read_text()).get("dtype") or "float32"
+        config = json.loads((path / "config.json").read_text())
+        dtype = config.get("dtype") or config.get("torch_dtype") or "float32"  # torch_dtype: transformers 4.x
     except (OSError, ValueError):
         return "unknown (no readable config.json)"
     return f"default (weights stored in {dtype}; --precision fp8|int8 quantizes them at load on a GPU)"
@@ -127,8 +135,8 @@ def write_quantized(model: str | os.PathLike | None, out: str | os.PathLike, pre
         raise QuantizedFolderError("ar3d quantize writes 8-bit weights: choose --precision fp8 or int8")
     src = resolve_policy(model).resolve()
     out = Path(out).expanduser().resolve()
-    if read_metadata(src) is not None:
-        raise QuantizedFolderError(f"'{src}' is already quantized ({read_metadata(src)['precision']}); "
+    if (already := read_metadata(src)) is not None:
+        raise QuantizedFolderError(f"'{src}' is already quantized ({already['precision']}); "
                                    "quantize its source model instead")  # fmt: skip
     if (src / "adapter_config.json").is_file():
         raise QuantizedFolderError(f"'{src}' is a LoRA adapter: 8-bit weights are for inference: merge the LoRA adapter "
@@ -180,13 +188,8 @@ def _not_copied(folder: str, names: list[str]) -> set[str]:
 
 def _weights_identity(src: Path) -> dict:
     """sha256 of each source weight file and of the list of them: what the copy was made from."""
-    files = {}
-    for f in sorted(p for pat in _WEIGHT_PATTERNS for p in src.glob(pat) if p.name not in VQVAE_FILENAMES):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 24), b""):
-                h.update(chunk)
-        files[f.name] = h.hexdigest()
+    files = {f.name: file_sha256(f)
+             for f in sorted(p for pat in _WEIGHT_PATTERNS for p in src.glob(pat) if p.name not in VQVAE_FILENAMES)}  # fmt: skip
     combined = hashlib.sha256("".join(f"{n}\0{d}\n" for n, d in sorted(files.items())).encode()).hexdigest()
     return {"sha256": combined, "files": files}
 

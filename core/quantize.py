@@ -40,9 +40,14 @@ class PrecisionError(Ar3dError, ValueError):
     """8-bit weights were asked for where they cannot run."""
 
 
+def requested_precision(precision: str | None) -> str | None:
+    """What was asked for: `precision`, else ``$AR3D_PRECISION``, else None (nothing asked)."""
+    return precision or os.environ.get("AR3D_PRECISION") or None
+
+
 def resolve_precision(precision: str | None) -> str:
     """`precision`, else ``$AR3D_PRECISION``, else "default" (the model's dtype: bf16 on GPUs)."""
-    name = (precision or os.environ.get("AR3D_PRECISION") or "default").lower()
+    name = (requested_precision(precision) or "default").lower()
     name = {"bf16": "default", "bfloat16": "default", "none": "default", "e4m3": "fp8"}.get(name, name)
     if name not in PRECISIONS:
         raise PrecisionError(f"unknown precision '{name}': choose fp8, int8 or default (--precision or AR3D_PRECISION)")

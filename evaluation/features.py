@@ -33,7 +33,6 @@ features are never compared unawares.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from ..core.errors import Ar3dError
-from ..core.hub import ModelNotFoundError, given_weights_file, offline
+from ..core.hub import ModelNotFoundError, file_sha256, given_weights_file, offline
 from .fid_inception import (
     FID_INCEPTION_FILE,
     FID_INCEPTION_SHA256_PREFIX,
@@ -75,14 +74,6 @@ class ImageFeatures(Protocol):
     def image_features(self, images: np.ndarray) -> np.ndarray: ...
 
     def identity(self) -> dict: ...
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:

@@ -10,8 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import __version__
-from ..core.prequantized import read_metadata
-from ..core.quantize import resolve_precision
+from ..core.prequantized import effective_precision
 from .benchmark import Benchmark
 from .config import EvalConfig, EvalError
 from .files import SETTINGS_FILE, read_json
@@ -30,8 +29,7 @@ def run_settings(config: EvalConfig, bench: Benchmark, model_path: str, vqvae: s
         "model": c.model or model_path,
         "model_path": model_path,
         "vqvae": vqvae,
-        # a folder from `ar3d quantize` runs in its stored precision (Policy.load refuses others)
-        "precision": (read_metadata(model_path) or {}).get("precision") or resolve_precision(c.precision),
+        "precision": effective_precision(model_path, c.precision),  # a folder from `ar3d quantize`: its own
         "benchmark": {"name": bench.name, "path": str(bench.path)},
         "samples": c.samples,
         "two_step": c.two_step,

@@ -6,6 +6,7 @@ import time
 
 
 def main(argv=None) -> int:
+    from .captions import DEFAULT_WORDING, WORDINGS
     from .dataset import iter_samples, write_dataset
     from .families import FAMILY_NAMES
 
@@ -17,8 +18,8 @@ def main(argv=None) -> int:
     ap.add_argument("--method", choices=("fast", "exact", "reference"), default="fast", help="voxeliser")
     ap.add_argument(
         "--wording",
-        choices=("v1", "v2"),
-        default="v2",
+        choices=WORDINGS,
+        default=DEFAULT_WORDING,
         help="caption wording: v2 (digits and words, synonyms, held-out phrasings) or v1 (the shipped model's data)",
     )
     ap.add_argument("--families", default=None, help=f"comma-separated subset of: {','.join(FAMILY_NAMES)}")

@@ -15,6 +15,7 @@ first ("without armrests" before "armrests"). Attributes the text does not menti
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["FAMILY_NOUNS", "read_caption", "read_family", "read_attributes", "families_in"]
@@ -284,7 +285,9 @@ def read_attributes(family: str, text: str) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=4096)  # rewards ask again for the same prompts every step
 def read_caption(text: str) -> tuple[str | None, dict]:
-    """(family, attributes) that a caption or prompt names; (None, {}) without a family noun."""
+    """(family, attributes) that a caption or prompt names; (None, {}) without a family noun.
+    Cached: do not change the returned dict."""
     family = read_family(text)
     return family, (read_attributes(family, text) if family else {})

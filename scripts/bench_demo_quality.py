@@ -34,12 +34,14 @@ if str(HERE) not in sys.path:  # imported rather than run: find demo_training
 
 from demo_training.data import RES, load_refs, load_split  # noqa: E402
 
+from ar3d.procedural.dataset import unpack_occupancy  # noqa: E402
+
 
 def ground_truth(data: Path, refs) -> dict:
     from ar3d.procedural.judge import judge, score
 
     packed, meta = load_split(data / "test.npz")
-    gt = np.unpackbits(packed, axis=1, count=RES**3).reshape(len(meta), RES, RES, RES).astype(bool)
+    gt = unpack_occupancy(packed, RES)
     t = time.time()
     fams = [m["family"] for m in meta]
     pred, _, attrs, strict, quality = judge(gt, fams, refs, 1, [m["attributes"] for m in meta], full=True)
@@ -55,7 +57,7 @@ def vqvae(data: Path, refs, model_dir: Path, n: int, batch: int) -> dict:
     from ar3d.procedural.judge import judge, score
 
     packed, meta = load_split(data / "test.npz", n)
-    gt = np.unpackbits(packed, axis=1, count=RES**3).reshape(len(meta), RES, RES, RES).astype(bool)
+    gt = unpack_occupancy(packed, RES)
     vq = load_vqvae(model_dir / "vqvae.safetensors", device=torch.device("cpu"))
     t = time.time()
     recon, ious = [], []

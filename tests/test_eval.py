@@ -212,7 +212,7 @@ def test_clip_score_and_kd_fd_recompute_from_the_saved_files(e2e):
 
     metrics = json.loads((r / "metrics.json").read_text())
     # every KD/FD names the features it came from: extractor, weights file and its sha256
-    from ar3d.evaluation.features import file_sha256
+    from ar3d.core.hub import file_sha256
 
     for name, extractor in (("inception", "fid-inception-v3"), ("inception_tv", "torchvision-inception-v3")):
         for entry in (metrics["kd"][name]["all"], metrics["fd"][name]["spatial"]):
@@ -288,7 +288,7 @@ def test_eval_compare_command_and_mismatched_resume(e2e, tmp_path, capsys):
     assert "holds an evaluation with other settings (seed: 0 there, 5 now)" in err
 
     # other FID Inception weights: a rerun on the same folder would mix features, and is refused
-    from ar3d.evaluation.features import file_sha256
+    from ar3d.core.hub import file_sha256
 
     other_weights = tmp_path / "other_fid.pth"
     state = torch.load(e2e["files"]["inception"], weights_only=True)

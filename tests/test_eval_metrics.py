@@ -24,8 +24,8 @@ from ar3d.evaluation.features import (
     TorchvisionInceptionFeatures,
     build_torchvision_inception,
     feature_mismatches,
-    file_sha256,
 )
+from ar3d.core.hub import file_sha256
 from ar3d.evaluation.metrics import clip_score, frechet_distance, kernel_distance, mean_std, mmd2_unbiased
 
 # -- CLIP score ----------------------------------------------------------------------------------

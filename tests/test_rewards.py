@@ -324,6 +324,15 @@ def test_procedural_rewards_read_a_plain_prompt_when_there_is_no_metadata(proced
     a, b = AttributeMatch(strict=True).score(plain), AttributeMatch(strict=True).score(with_meta)
     read = [r for r in a if r.ok]
     assert read and all(r.details["want"] == q.details["want"] and r.value == q.value for r, q in zip(a, b) if r.ok)
+    # procedural.quality takes metadata only: a general prompt that happens to name a family
+    # ("a tree house") is not held to that family's topology (a tree has no through-hole)
+    from ar3d.core.rewards.procedural import MeshQuality
+
+    ring = np.zeros((64,) * 3, bool)
+    ring[16:48, 16:48, 24:40] = True
+    ring[26:38, 26:38, 24:40] = False  # one through-hole, genus 1
+    q = MeshQuality().score(RewardBatch(["a tree house"], occupancy=[ring]))[0]
+    assert q.value == 1.0 and q.details["family"] is None, q.details
     # a prompt with a different count than the shape: the prompt is the ground truth
     i = next(k for k, x in enumerate(s) if x.family == "stairs")
     n = s[i].attributes["steps"]

@@ -3,9 +3,11 @@ the prompted attributes (leg count, steps, tall/short …)?
 
 They read the prompt's ground truth from ``RewardBatch.metadata`` (``{"family": …,
 "attributes": {…}}``, as the procedural dataset's JSONL carries it) or, where a sample has none
-(a plain prompt file), from the prompt itself (``ar3d.procedural.read_caption``: "a ladder with 6
-rungs" → ladder, rungs 6), so any prompt list in the demo's families trains with these rewards;
-a prompt naming no family fails with that reason. They judge the decoded 64³
+(a plain prompt file), ``procedural.family`` and ``procedural.attributes*`` read it from the
+prompt itself (``ar3d.procedural.read_caption``: "a ladder with 6 rungs" → ladder, rungs 6), so
+any prompt list in the demo's families trains with them; a prompt naming no family fails with
+that reason. ``procedural.quality`` takes metadata only: on a general prompt ("a tree house")
+it counts fragments, never a family's topology. They judge the decoded 64³
 grid with ``ar3d.procedural.evaluate`` — the nearest-family classifier and the attribute
 checkers, which share no weights with the policy, so the policy cannot learn to please a model
 that also wrote it. These are the rewards of the demo model's Hi-GRPO run (issue #7).
@@ -28,12 +30,18 @@ def _grid(batch: RewardBatch, i: int) -> np.ndarray | None:
 
 def _meta(batch: RewardBatch, i: int) -> dict | None:
     m = batch.metadata[i] if batch.metadata is not None else None
-    if m and m.get("family"):
+    return m if m and m.get("family") else None
+
+
+def _meta_or_prompt(batch: RewardBatch, i: int) -> dict | None:
+    """The metadata's ground truth, else what the prompt names (a plain prompt file)."""
+    m = _meta(batch, i)
+    if m is not None:
         return m
     from ...procedural.read_caption import read_caption
 
-    family, attributes = read_caption(batch.prompts[i]) if i < len(batch.prompts) else (None, {})
-    return {"family": family, "attributes": attributes} if family else None
+    family, attributes = read_caption(batch.prompts[i])
+    return {"family": family, "attributes": dict(attributes)} if family else None
 
 
 class FamilyMatch:
@@ -63,7 +71,7 @@ class FamilyMatch:
         out = [SampleScore.fail("no decoded occupancy grid") for _ in range(len(batch))]
         todo = []
         for i in range(len(batch)):
-            g, m = _grid(batch, i), _meta(batch, i)
+            g, m = _grid(batch, i), _meta_or_prompt(batch, i)
             if m is None:
                 out[i] = SampleScore.fail("no procedural family in the sample's metadata or its prompt")
             elif g is not None and not g.any():
@@ -73,7 +81,7 @@ class FamilyMatch:
         if todo:
             judged, iou = self._evaluate.classify_batch([_grid(batch, i) for i in todo], self.references)
             for i, fam, v in zip(todo, judged, iou):
-                want = _meta(batch, i)["family"]
+                want = _meta_or_prompt(batch, i)["family"]
                 out[i] = SampleScore(float(fam == want), details={"family": want, "judged": fam, "iou": round(float(v), 4)})
         return out
 
@@ -109,7 +117,7 @@ class AttributeMatch:
     def score(self, batch: RewardBatch) -> list[SampleScore]:
         out = []
         for i in range(len(batch)):
-            g, m = _grid(batch, i), _meta(batch, i)
+            g, m = _grid(batch, i), _meta_or_prompt(batch, i)
             if m is None:
                 out.append(SampleScore.fail("no procedural family in the sample's metadata or its prompt"))
                 continue

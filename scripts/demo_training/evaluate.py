@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ar3d.core.vqvae import load_vqvae
+from ar3d.procedural.dataset import unpack_occupancy
 
 from .data import RES, load_refs, load_split
 from .report import Report, log
@@ -59,7 +60,7 @@ def stage_eval(args, device, report: Report) -> None:
     codes1, plans1, secs1 = generate(prompts, two_step=False)
     log(f"eval: one-step generation of {n} in {secs1:.0f}s")
     occ1 = decode(codes1[:, -1])
-    gt = np.unpackbits(test_packed, axis=1, count=RES**3).reshape(n, RES, RES, RES).astype(bool)
+    gt = unpack_occupancy(test_packed, RES)
     with torch.no_grad():
         recon = decode(np.concatenate([vq.encode(torch.from_numpy(gt[i : i + args.eval_batch]).to(device)).cpu().numpy()
                                        for i in range(0, n, args.eval_batch)]))  # fmt: skip
