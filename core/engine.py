@@ -34,6 +34,10 @@ class EngineOutput:
     # per row, the decode steps whose logits held NaN or ±inf (sanitized before sampling); None:
     # the engine does not count them
     nonfinite: list[int] | None = None
+    # per row, log π(token) of each completion token under the distribution it was drawn from
+    # (after the constraint, temperature, top-k and top-p; 0 for forced tokens); None: the
+    # engine does not report them. The trainer's 8-bit rollouts weigh the loss with them.
+    logprobs: list[list[float]] | None = None
 
 
 def until_mesh_end(rows: list[list[int]], end_id: int) -> list[list[int]]:

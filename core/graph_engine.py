@@ -201,6 +201,10 @@ class _Batch:
         self.phase = torch.zeros(rows, dtype=torch.long, device=device)
         self.n = torch.zeros(rows, dtype=torch.long, device=device)
         self.out = torch.zeros(rows, steps, dtype=torch.long, device=device)
+        self.logp = torch.zeros(rows, steps, dtype=torch.float32, device=device)  # log π of each sampled token
+        # where row b's key/value head h sits in a layer's cache seen as [rows·kv·length, D]
+        # (+ the row's position): one index_copy_ per cache write instead of advanced indexing
+        self.cache_base = (self.row_index[:, None] * stack.kv_heads + torch.arange(stack.kv_heads, device=device)) * length
         self.nonfinite = torch.zeros(rows, dtype=torch.long, device=device)  # steps with NaN/inf logits, per row
         self.t = torch.zeros(1, dtype=torch.long, device=device)
         self.temperature = torch.ones((), dtype=torch.float32, device=device)
@@ -281,11 +285,14 @@ class GraphEngine:
                         done_at = t + 1
                         break
             rows = batch.out[:, : done_at or steps].tolist()
+            logprobs = batch.logp[:, : done_at or steps].tolist()
             nonfinite = batch.nonfinite.tolist()
         seconds = time.perf_counter() - t0
         self.last_timings = {"first_token_s": t_first, "seconds": seconds,
                              "decode_steps": done_at or steps, "cuda_graph": batch.graph is not None}  # fmt: skip
-        return EngineOutput(until_mesh_end(rows, constraint.vocab.end_id), seconds, nonfinite)
+        completions = until_mesh_end(rows, constraint.vocab.end_id)
+        logprobs = [lp[: len(c)] for lp, c in zip(logprobs, completions)]
+        return EngineOutput(completions, seconds, nonfinite, logprobs)
 
     # --- batches and graphs ----------------------------------------------------------------
     def _compute_dtype(self, stack):
@@ -362,6 +369,7 @@ class GraphEngine:
         batch.phase.copy_(state.phase)
         batch.n.copy_(state.n)
         batch.out.fill_(self.pad_id)
+        batch.logp.zero_()
         batch.nonfinite.zero_()
         batch.t.zero_()
 
@@ -402,6 +410,7 @@ class GraphEngine:
         scale = D**-0.5
         kern = self._kernels
         layers = stack.layers
+        slots = (batch.cache_base + pos[:, None]).reshape(-1)  # [B·kv] rows of the flattened cache
         h = kern["rms"](x, layers[0].input_layernorm.weight, _eps(layers[0].input_layernorm))
         for i, layer in enumerate(layers):
             attn, mlp = layer.self_attn, layer.mlp
@@ -410,8 +419,8 @@ class GraphEngine:
             k = k.view(B, 1, stack.kv_heads, D).transpose(1, 2)
             v = v.view(B, 1, stack.kv_heads, D).transpose(1, 2)
             q, k = kern["rope_qk"](q, k, cos, sin)
-            batch.k[i][batch.row_index, :, pos] = k[:, :, 0].to(dtype)
-            batch.v[i][batch.row_index, :, pos] = v[:, :, 0].to(dtype)
+            batch.k[i].view(-1, D).index_copy_(0, slots, k.reshape(B * stack.kv_heads, D).to(dtype))
+            batch.v[i].view(-1, D).index_copy_(0, slots, v.reshape(B * stack.kv_heads, D).to(dtype))
             # grouped-query attention without repeating K/V: [B, kv, G, D] @ [B, kv, D, T]
             o = kern["attend"](q.reshape(B, stack.kv_heads, G, D), batch.k[i][:, :, :span], batch.v[i][:, :, :span], bias, scale)
             post = layer.post_attention_layernorm
@@ -424,9 +433,10 @@ class GraphEngine:
         state = ConstraintState(batch.phase, batch.n)
         logits, bad = constraint.sanitize(logits, state)  # NaN/inf never reach the sampler
         batch.nonfinite.add_(bad.long())
-        token = _sample(logits, sampling, batch.temperature, batch.top_p)
+        token, logp = _sample(logits, sampling, batch.temperature, batch.top_p)
         new = constraint.advance(state, token)
         batch.out.index_copy_(1, batch.t, token[:, None])
+        batch.logp.index_copy_(1, batch.t, logp[:, None])
         batch.t.add_(1)
         batch.token.copy_(token)
         batch.phase.copy_(new.phase)
@@ -446,14 +456,16 @@ def _sampling_key(sampling: SamplingConfig, constraint: MeshConstraint) -> tuple
 
 
 def _sample(logits, sampling: SamplingConfig, temperature, top_p):
-    """Next tokens under transformers' warper order (temperature → top-k → top-p), on the device.
+    """Next tokens under transformers' warper order (temperature → top-k → top-p), on the device,
+    and log π of each under that final distribution (0 when greedy).
 
     With top-k, top-p is applied to the k survivors only (the others are at -inf already), so
     the vocabulary is never sorted. Sampling is the exponential race (argmax of p / E,
     E ~ Exp(1)), which draws exactly from p without the host synchronisation `torch.multinomial`
     may need."""
     if sampling.greedy:
-        return logits.argmax(dim=-1)
+        token = logits.argmax(dim=-1)
+        return token, torch.zeros(token.shape, dtype=torch.float32, device=token.device)
     scores = logits / temperature
     k = sampling.top_k
     index = None
@@ -472,4 +484,6 @@ def _sample(logits, sampling: SamplingConfig, temperature, top_p):
     probs = scores.softmax(dim=-1)
     race = torch.empty_like(probs).exponential_()
     choice = (probs / race).argmax(dim=-1)
-    return choice if index is None else index.gather(-1, choice[..., None])[..., 0]
+    logp = scores.gather(-1, choice[..., None])[..., 0] - torch.logsumexp(scores, dim=-1)
+    token = choice if index is None else index.gather(-1, choice[..., None])[..., 0]
+    return token, logp

@@ -58,6 +58,7 @@ __all__ = [
     "smoothing_passes",
     "mesh_solid",
     "occupancy_to_mesh",
+    "mesh_or_reason",
     "mesh_to_occupancy",
     "normalize_to_unit_cube",
     "export_mesh",
@@ -288,6 +289,15 @@ def occupancy_to_mesh(occupancy, config: MeshConfig | None = MeshConfig()) -> tr
         mesh = _decimate(mesh, config.decimate_to_faces)
     return mesh
 
+
+
+def mesh_or_reason(occupancy, config: MeshConfig | None = None) -> tuple[trimesh.Trimesh | None, str | None]:
+    """(mesh, None), or (None, reason) when the shape is degenerate: for batches where one empty
+    grid must not stop the rest (a module-level function, so worker processes can run it)."""
+    try:
+        return occupancy_to_mesh(occupancy, config or MeshConfig()), None
+    except DegenerateOccupancyError as e:
+        return None, str(e)
 
 def _decimate(mesh: trimesh.Trimesh, faces: int) -> trimesh.Trimesh:
     """Quadric decimation that never hands back a broken mesh.

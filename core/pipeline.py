@@ -15,7 +15,7 @@ import torch
 from .engine import GenerationCancelled, SamplingConfig
 from .errors import Ar3dError
 from .hub import resolve_vqvae
-from .mesh import DegenerateOccupancyError, MeshConfig, occupancy_to_mesh
+from .mesh import MeshConfig, mesh_or_reason
 from .policy import GenerationResult, Policy, Sample
 from .vqvae import VQVAE3D, load_vqvae
 
@@ -83,10 +83,7 @@ class TextTo3D:
 
     def mesh(self, occupancy: np.ndarray, mesh_config: MeshConfig | None = None):
         """Occupancy → (mesh, None), or (None, reason) when the shape is degenerate."""
-        try:
-            return occupancy_to_mesh(occupancy, mesh_config or self.mesh_config), None
-        except DegenerateOccupancyError as e:
-            return None, str(e)
+        return mesh_or_reason(occupancy, mesh_config or self.mesh_config)
 
     def generate(self, prompts, samples: int = 1, two_step: bool = False, sampling: SamplingConfig | None = None,
                  seed: int | None = None, progress=None, should_stop=None,

@@ -61,6 +61,9 @@ class StepOutput:
     reasoning_mask: list[bool]  # plan tokens the policy chose (enter the loss)
     mesh_mask: list[bool]  # mesh codes the policy chose (enter the loss)
     seconds: float
+    # log π of each completion token as the engine drew it (None: the engine does not say);
+    # the trainer's importance weights for rollouts from 8-bit weights read them
+    sample_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -229,6 +232,7 @@ class Policy:
                             sum(out.nonfinite), [i for i, n in enumerate(out.nonfinite) if n])  # fmt: skip
             for i, completion in enumerate(out.completions):
                 result = self._parse(step, prompt_ids[i], completion, constraint, out.seconds)
+                result.sample_logprobs = out.logprobs[i] if out.logprobs is not None else None
                 outputs[i].append(result)
                 plans[i] = result.plan
         samples_out = [Sample(rows[i], i % samples, outputs[i]) for i in range(len(rows))]

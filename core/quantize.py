@@ -198,23 +198,51 @@ def _fuse(module, fused_name, parts, children, precision, stored=None, key="") -
         rows = sum(c.out_features for c in children)
         bias_dtype = next(c.bias.dtype for c in children if c.bias is not None) if has_bias else None
         fused = QuantLinear(*_read(stored, key, rows, children[0].in_features, bias_dtype, precision), precision)
+        views = with_views(fused, [c.out_features for c in children])
     else:
-        weight = torch.cat([c.weight.detach() for c in children])
-        bias = None
-        if has_bias:
-            bias = torch.cat([c.bias.detach() if c.bias is not None else weight.new_zeros(c.out_features) for c in children])
-        q, scale = quantize_weight(weight, precision)  # per output channel: the same as one by one
-        fused = QuantLinear(q.contiguous(), scale, bias, precision)
-    fused.split_sizes = [c.out_features for c in children]
+        fused, views = quantize_group([c.weight for c in children], [c.bias for c in children], precision)
     module.add_module(fused_name, fused)
-    start = 0
-    for part, c in zip(parts, children):
-        stop = start + c.out_features
-        view = QuantLinear(fused.weight[start:stop], fused.weight_scale[start:stop],
-                           None if fused.bias is None else fused.bias[start:stop], precision)  # fmt: skip
-        view.view_of = fused_name  # its tensors are the fused ones: saved once (`state_dict_to_save`)
+    for part, view in zip(parts, views):
         setattr(module, part, view)
+
+
+def quantize_group(weights, biases, precision: str) -> tuple[QuantLinear, list[QuantLinear]]:
+    """One `QuantLinear` over the rows of matrices that read the same input (q/k/v, gate/up), and
+    a view of it per matrix. Scales are per output row, so this equals quantizing one by one."""
+    weight = torch.cat([w.detach() for w in weights])
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat([b.detach() if b is not None else weight.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
+    q, scale = quantize_weight(weight, precision)
+    fused = QuantLinear(q.contiguous(), scale, bias, precision)
+    return fused, with_views(fused, [w.shape[0] for w in weights])
+
+
+def with_views(fused: QuantLinear, sizes: list[int]) -> list[QuantLinear]:
+    """`QuantLinear`s over consecutive row blocks of `fused`, sharing its storage."""
+    fused.split_sizes = list(sizes)
+    views, start = [], 0
+    for size in sizes:
+        stop = start + size
+        view = QuantLinear(fused.weight[start:stop], fused.weight_scale[start:stop],
+                           None if fused.bias is None else fused.bias[start:stop], fused.precision)  # fmt: skip
+        view.view_of = True  # its tensors are the fused ones: saved once (`state_dict_to_save`)
+        views.append(view)
         start = stop
+    return views
+
+
+@torch.no_grad()
+def requantize_(target: QuantLinear, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    """Write new weights into `target` in place (its tensors keep their addresses, so a captured
+    CUDA graph that reads them stays valid): the trainer's 8-bit rollouts after each update."""
+    if tuple(weight.shape) != (target.out_features, target.in_features):
+        raise ValueError(f"weight {tuple(weight.shape)} does not fit {target.out_features}x{target.in_features}")
+    q, scale = quantize_weight(weight, target.precision)
+    target.weight.copy_(q)
+    target.weight_scale.copy_(scale)
+    if target.bias is not None:
+        target.bias.copy_(bias if bias is not None else torch.zeros_like(target.bias))
 
 
 def state_dict_to_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -10,9 +10,15 @@ the GPU machines, so rendering is measured separately on the CPU (BENCHMARKS.md,
     python scripts/bench_train.py --out train.json        # GPU, real shapes
     python scripts/bench_train.py --tiny                  # CPU smoke test
 
-Generation per token: the trainer's rollout (LoRA adapters merged for it, ``lora.merge_rollouts``)
-next to the same engine on the same weights with the adapter switched off (the inference path),
-both as seconds per decode step of the whole group (max completion length per call).
+Generation per token: the trainer's rollout (LoRA adapters merged for it, ``lora.merge_rollouts``,
+or 8-bit copies with ``--rollout-precision``) next to the same engine on the same bf16 weights with
+the adapter switched off (the inference path), both as seconds per decode step of the whole group
+(max completion length per call).
+
+The step-time options (issue #16), each a flag so that one device call can run them side by side:
+``--rollout-precision fp8`` (8-bit rollouts with truncated importance weights), ``--no-grad-ckpt``
+with ``--rows-per-forward N`` (no recomputed forward; activations bounded by N rows), and
+``--lora-dropout 0`` (then π_old comes from the first update's forward, one pass fewer).
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=2, help="training steps; the last is reported")
     ap.add_argument("--updates", type=int, default=2, help="updates per rollout batch (μ)")
     ap.add_argument("--lora-r", type=int, default=64)
+    ap.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (ar3d's default 0.05)")
+    ap.add_argument("--rollout-precision", default="default", choices=("default", "fp8", "int8"))
+    ap.add_argument("--no-grad-ckpt", action="store_true", help="train without gradient checkpointing")
+    ap.add_argument("--rows-per-forward", type=int, default=0, help="train.rows_per_forward (0: all rows at once)")
+    ap.add_argument("--mesh-workers", type=int, default=None, help="render.mesh_workers (default: automatic)")
+    ap.add_argument("--no-infer", action="store_true", help="skip the inference-engine comparison")
+    ap.add_argument("--label", default="", help="a name for this configuration in the output")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)
@@ -68,15 +81,17 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp())
     (tmp / "prompts.txt").write_text("a wooden chair with four legs\na tall lamp\n")
     cfg = TrainConfig.from_dict({
-        "model": {"dtype": "bf16", "gradient_checkpointing": True,
-                  "lora": {"enabled": True, "r": args.lora_r, "alpha": 2 * args.lora_r}},
+        "model": {"dtype": "bf16", "gradient_checkpointing": not args.no_grad_ckpt,
+                  "lora": {"enabled": True, "r": args.lora_r, "alpha": 2 * args.lora_r, "dropout": args.lora_dropout}},
         "data": {"path": str(tmp / "prompts.txt")},
         "rollout": {"group_size": args.group, "prompts_per_step": 1, "two_step": True,
+                    "precision": args.rollout_precision,
                     "sampling": {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_plan_tokens": args.plan}},
         "rewards": {"preset": "geometry"},
+        "render": {"mesh_workers": args.mesh_workers},
         "algorithm": {"updates_per_batch": args.updates, "beta": 0.01, "dynamic_sampling": False},
         "optim": {"lr": 1e-6, "warmup_steps": 0},
-        "train": {"steps": args.steps, "grad_accum": 1},
+        "train": {"steps": args.steps, "grad_accum": 1, "rows_per_forward": args.rows_per_forward},
         "checkpoint": {"dir": str(tmp / "ckpt"), "every": 10**6, "export_final": False},
         "logging": {"dir": str(tmp / "logs"), "tensorboard": False, "text_every": 0, "image_every": 0},
     }, validate=False)  # fmt: skip
@@ -106,7 +121,7 @@ def main(argv=None) -> int:
     train_ms = _ms_per_token(rollouts[-1].samples, rollouts[-1].timings, "generate_step")
     infer_ms = None
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(peft_model, "disable_adapter"):
+    if hasattr(peft_model, "disable_adapter") and not args.no_infer:
         sampling = cfg.rollout.sampling.to_sampling_config()
         for _ in range(2):  # the second is warm, as the trainer's rollout of the last step is
             with torch.no_grad(), peft_model.disable_adapter():
@@ -118,7 +133,14 @@ def main(argv=None) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "policy": "tiny" if args.tiny else "qwen2.5-vl-7b shape, random bf16",
+        "label": args.label,
         "lora_r": args.lora_r,
+        "lora_dropout": args.lora_dropout,
+        "rollout_precision": args.rollout_precision,
+        "gradient_checkpointing": not args.no_grad_ckpt,
+        "rows_per_forward": args.rows_per_forward,
+        "mesh_workers": trainer.runner.meshers.workers,
+        "pi_old_from_first_update": trainer._old_from_update,
         "trainable_params": trainable,
         "group": args.group,
         "max_plan_tokens": args.plan,
@@ -126,6 +148,8 @@ def main(argv=None) -> int:
         "build_s": round(build_s, 1),
         "phases_s": {k.removeprefix("time/"): round(v, 2) for k, v in last.items() if k.startswith("time/")},
         "loss_tokens_per_update": tokens,
+        "tis": {k.removeprefix("loss/"): round(v, 4) for k, v in last.items()
+                if k.endswith(("tis_weight_mean", "tis_capped_frac", "rollout_logp_gap"))},
         "generate_ms_per_token": {"trainer_rollout": train_ms, "inference_engine": infer_ms,
                                   "ratio": round(train_ms / infer_ms, 3) if train_ms and infer_ms else None},
         "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 1) if device.type == "cuda" else None,

@@ -80,7 +80,9 @@ def test_sampler_draws_the_warped_distribution(sampling):
     logits[0, 5] = float("-inf")  # a masked token is never drawn
     expected = _reference_probs(logits, sampling)
     n = 60_000
-    draws = _sample(logits.expand(n, -1).clone(), sampling, torch.tensor(sampling.temperature), torch.tensor(sampling.top_p))
+    draws, logp = _sample(logits.expand(n, -1).clone(), sampling, torch.tensor(sampling.temperature), torch.tensor(sampling.top_p))
+    # the reported log-prob of each draw is that of the warped distribution it came from
+    assert torch.allclose(logp, expected[draws].log().float(), atol=1e-5)
     freq = torch.bincount(draws, minlength=40).double() / n
     sigma = (expected.double() * (1 - expected.double()) / n).sqrt()
     assert torch.all((freq - expected.double()).abs() <= 5 * sigma + 1e-9), (freq, expected)
@@ -135,8 +137,8 @@ def test_homogeneity_test_has_power():
     """The frequency test above can fail: a temperature change of 1.0 → 1.5 is detected."""
     torch.manual_seed(0)
     logits = torch.randn(1, 30) * 2
-    a = _sample(logits.expand(2000, -1).clone(), SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), torch.tensor(1.0), torch.tensor(1.0))
-    b = _sample(logits.expand(2000, -1).clone(), SamplingConfig(temperature=1.5, top_k=0, top_p=1.0), torch.tensor(1.5), torch.tensor(1.0))
+    a, _ = _sample(logits.expand(2000, -1).clone(), SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), torch.tensor(1.0), torch.tensor(1.0))
+    b, _ = _sample(logits.expand(2000, -1).clone(), SamplingConfig(temperature=1.5, top_k=0, top_p=1.0), torch.tensor(1.5), torch.tensor(1.0))
     assert _homogeneity_p(a.numpy(), b.numpy()) < 1e-6
 
 
@@ -283,3 +285,25 @@ def test_plan_never_samples_lm_head_padding_rows(tiny, engine):
         ids = sample.steps[0].completion_ids
         assert max(ids) < size, [i for i in ids if i >= size]
         assert len(ids) == 6 + 1026  # the plan ran to its cap on real tokens
+
+
+def test_reported_logprobs_are_the_trainers(tiny_policy):
+    """With the training sampler (top-k 0, top-p 1) the engine's log π of every token equals the
+    trainer's `completion_logprobs` of the same completion: 8-bit rollouts are weighted by the
+    difference, so bf16 rollouts must give none."""
+    from ar3d.trainer.loss import completion_logprobs, pack
+
+    graph = Policy(tiny_policy.model, tiny_policy.tokenizer, engine="graph")
+    cfg = SamplingConfig(temperature=0.9, top_p=1.0, top_k=0, max_plan_tokens=6)
+    out = graph.generate("a lamp", samples=3, two_step=True, sampling=cfg, seed=5)
+    for k in (0, 1):
+        rows = [s.steps[k] for s in out.samples]
+        assert all(len(r.sample_logprobs) == len(r.completion_ids) for r in rows)
+        packed = pack(rows, graph.pad_id)
+        with torch.no_grad():
+            logp, _ = completion_logprobs(graph.model, packed, graph.constraint(cfg), cfg.temperature)
+        for b, r in enumerate(rows):
+            n = len(r.completion_ids)
+            assert torch.allclose(logp[b, :n], torch.tensor(r.sample_logprobs), atol=1e-4), k
+            assert r.sample_logprobs[-1] == 0.0  # <mesh-end> after 1024 codes is forced: π = 1
+            assert all(lp < 0 for lp, m in zip(r.sample_logprobs, r.mesh_mask) if m)  # chosen codes

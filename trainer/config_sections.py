@@ -22,6 +22,7 @@ DATA_FORMATS = ("auto", "txt", "jsonl", "csv")
 AGGREGATIONS = ("token", "sequence")
 DROP_WHEN = ("all", "any")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+ROLLOUT_PRECISIONS = ("default", "fp8", "int8")
 
 
 @dataclass
@@ -179,12 +180,18 @@ class RolloutSection:
     two_step: True = Hi-GRPO (global plan → coarse mesh, then visual plan → refined mesh, two
         losses); False = one-step GRPO (one plan → one mesh, rewarded with step 2's terms).
     sampling: see ``SamplingSection``.
+    precision: weights the rollouts decode with. "default": the training weights themselves
+        (bf16 on GPUs). "fp8" / "int8": an 8-bit copy of the decoder made before each rollout
+        (``trainer/rollout_weights.py``): generation reads half the bytes per token; the loss
+        then weighs each token by min(π_old / π_8bit, ``algorithm.tis_cap``). CUDA only (fp8:
+        Hopper or Ada), the graph engine, not with sharded weights (FSDP / ZeRO-3).
     """
 
     group_size: int = 8
     prompts_per_step: int = 1
     two_step: bool = True
     sampling: SamplingSection = field(default_factory=SamplingSection)
+    precision: str = "default"
 
     def check(self) -> list[tuple[str, str]]:
         p = []
@@ -192,6 +199,8 @@ class RolloutSection:
             p.append(("group_size", f"must be >= 2 (GRPO's advantage compares samples of one prompt), got {self.group_size}"))
         if self.prompts_per_step < 1:
             p.append(("prompts_per_step", f"must be >= 1, got {self.prompts_per_step}"))
+        if self.precision not in ROLLOUT_PRECISIONS:
+            p.append(("precision", f"must be one of {list(ROLLOUT_PRECISIONS)}, got {self.precision!r}"))
         return p + [(f"sampling.{k}", m) for k, m in self.sampling.check()]
 
 
@@ -219,6 +228,10 @@ class AlgorithmSection:
         flat step then just contributes no gradient); "any" drops it when one step is flat.
     max_extra_batches: how many extra rollout batches dynamic sampling may generate per step
         before it trains on what it has (a bound on the cost of a saturated reward).
+    tis_cap: C of the truncated importance weight min(π_old / π_rollout, C) that corrects for
+        rollouts sampled from 8-bit weights (``rollout.precision``; unused otherwise). Yao et
+        al. 2025 ("Your efficient RL framework secretly brings you off-policy RL training")
+        use 2: large enough to correct typical 8-bit drift, small enough to bound the variance.
     """
 
     eps_low: float = 0.2
@@ -232,6 +245,7 @@ class AlgorithmSection:
     zero_spread_tol: float = 1e-6
     drop_when: str = "all"
     max_extra_batches: int = 3
+    tis_cap: float = 2.0
 
     def check(self) -> list[tuple[str, str]]:
         p = []
@@ -253,6 +267,8 @@ class AlgorithmSection:
             p.append(("drop_when", f"must be one of {list(DROP_WHEN)}, got {self.drop_when!r}"))
         if self.max_extra_batches < 0:
             p.append(("max_extra_batches", f"must be >= 0, got {self.max_extra_batches}"))
+        if not self.tis_cap >= 1:
+            p.append(("tis_cap", f"must be >= 1 (a weight cap below 1 would shrink every token), got {self.tis_cap}"))
         return p
 
 
@@ -306,11 +322,16 @@ class TrainSection:
     grad_accum: micro-batches of ``rollout.prompts_per_step`` prompts per optimizer update
         (paper 2).
     seed: seeds python/numpy/torch (offset by the process rank) for sampling and dropout.
+    rows_per_forward: how many sequences one forward + backward of an update takes (0: all rows
+        of a micro-batch's step at once). Smaller bounds activation memory, e.g. to run without
+        ``model.gradient_checkpointing`` (whose recomputed forward costs ~a third of an update);
+        the gradient is the same, since every loss is normalised by the global token count.
     """
 
     steps: int = 1200
     grad_accum: int = 2
     seed: int = 0
+    rows_per_forward: int = 0
 
     def check(self) -> list[tuple[str, str]]:
         p = []
@@ -318,6 +339,8 @@ class TrainSection:
             p.append(("steps", f"must be >= 1, got {self.steps}"))
         if self.grad_accum < 1:
             p.append(("grad_accum", f"must be >= 1, got {self.grad_accum}"))
+        if self.rows_per_forward < 0:
+            p.append(("rows_per_forward", f"must be >= 0 (0: all rows at once), got {self.rows_per_forward}"))
         return p
 
 

@@ -279,6 +279,8 @@ def policy_loss(
     num_tokens: float | None = None,
     num_sequences: float | None = None,
     entropy: torch.Tensor | None = None,
+    behavior_logp: torch.Tensor | None = None,
+    tis_cap: float = 2.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L_k for one micro-batch of one step, and detached statistics.
 
@@ -289,6 +291,9 @@ def policy_loss(
     num_tokens: Σ_i T_i over the GLOBAL batch (every micro-batch of the optimiser step, every
         device) for "token" aggregation, so that accumulated micro-batches give the gradient of
         one big batch; default this batch's count. num_sequences: likewise for "sequence".
+    behavior_logp: [B, T] log-probs of the policy that actually sampled when it is not π_old
+        (rollouts from 8-bit weights): the clipped surrogate of each token is weighted by
+        min(π_old / π_behavior, tis_cap), detached (truncated importance sampling).
     """
     mask = mask.bool()
     logp = logp.float()
@@ -305,6 +310,11 @@ def policy_loss(
     if cfg.clip:
         clipped = torch.clamp(ratio, 1 - cfg.eps_low, 1 + cfg.eps_high) * A
         surrogate = torch.minimum(surrogate, clipped)
+    tis = None
+    if behavior_logp is not None:
+        gap = torch.where(mask, old - behavior_logp.float().to(old.device), zeros)
+        tis = torch.exp(gap).clamp(max=tis_cap)
+        surrogate = tis * surrogate
     per_token = -surrogate
     kl = None
     if ref_logp is not None and cfg.beta > 0:
@@ -339,6 +349,10 @@ def policy_loss(
         }
         if kl is not None:
             stats["kl"] = float(torch.where(mask, kl, zeros).sum() / k)
+        if tis is not None:
+            stats["tis_weight_mean"] = float(torch.where(mask, tis, zeros).sum() / k)
+            stats["tis_capped_frac"] = float((mask & (tis >= tis_cap)).sum() / k)
+            stats["rollout_logp_gap"] = float(gap.abs().sum() / k)  # |log π_old − log π_8bit| per token
         if entropy is not None:
             stats["entropy"] = float(torch.where(mask, entropy.float(), zeros).sum() / k)
     return loss, stats

@@ -31,6 +31,8 @@ class RenderSection:
     workers_per_node: with "ray", render actors per node; None = the node's CPUs.
     python: the Python with bpy the render workers run under (None: $AR3D_BLENDER_PYTHON, else
         this one), so the training environment itself needs no bpy.
+    mesh_workers: processes that turn decoded grids into meshes before rendering (marching
+        cubes on the CPU); None = min(8, CPUs − 1), 1 = in the trainer process.
     """
 
     engine: str = "workbench"
@@ -46,6 +48,7 @@ class RenderSection:
     ray_address: str = "auto"
     workers_per_node: int | None = None
     python: str | None = None
+    mesh_workers: int | None = None
 
     def to_render_config(self):
         from ..headless.render_config import RenderConfig
@@ -92,6 +95,8 @@ class RenderSection:
             p.append(("max_retries", f"must be >= 0, got {self.max_retries}"))
         if self.backend not in ("local", "ray"):
             p.append(("backend", f"must be 'local' or 'ray', got {self.backend!r}"))
+        if self.mesh_workers is not None and self.mesh_workers < 1:
+            p.append(("mesh_workers", f"must be >= 1 or none (automatic), got {self.mesh_workers}"))
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             p.append(("threads_per_worker", f"must be >= 1 or none, got {self.threads_per_worker}"))
         return p

@@ -12,7 +12,9 @@ One training step (see ``trainer/config.py`` for the units):
 3. **Old and reference log-probs** of every kept row, once, before the first update
    (``completion_logprobs``: the constrained, temperature-scaled distribution it was sampled
    from). The reference is the frozen start policy: the LoRA adapter switched off, or a frozen
-   copy for full fine-tuning; β = 0 skips it.
+   copy for full fine-tuning; β = 0 skips it. When the training forward has no dropout, π_old is
+   read off the first update's own forward instead (the weights are the same until its optimizer
+   step), which saves one forward pass over the batch.
 4. **μ updates** (``updates_per_batch``): each walks the ``grad_accum`` micro-batches,
    L = L1 + L2 with each step's loss normalised by that step's token count over the whole
    global batch (all micro-batches, all processes), then one optimizer step.
@@ -31,15 +33,14 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..core.errors import Ar3dError
-from .advantages import DynamicSampling, group_advantages
+from .advantages import DynamicSampling
 from .checkpoint import CheckpointManager, GracefulStop, export_policy
 from .config import TrainConfig
 from .data import PromptSource
@@ -57,22 +58,12 @@ from .loss import LossConfig, completion_logprobs, pack, policy_loss
 from .metrics import MetricsLogger, render_grid
 from .resume import check_resume_config, no_checkpoint_message
 from .rollout import Rollout, RolloutRunner, reward_needs
+from .rollout_weights import QuantizedRollout
+from .rows import Row, attach_behavior_logprobs, loss_rows, stack
 
 
 class TrainingError(Ar3dError, RuntimeError):
     """The run cannot go on (no rewards at all, a diverged loss); the message says why."""
-
-
-@dataclass
-class Row:
-    """One step of one sample that enters the loss."""
-
-    output: Any  # StepOutput: prompt_ids, completion_ids, reasoning_mask, mesh_mask
-    advantage: float
-    step: int  # 1 or 2
-    micro: int  # which micro-batch (grad_accum index)
-    old_logp: torch.Tensor | None = None
-    ref_logp: torch.Tensor | None = None
 
 
 def _dtype(name: str, device: torch.device) -> torch.dtype:
@@ -161,9 +152,11 @@ class HiGRPOTrainer:
         # for Qwen2 stacks); under FSDP the rollout gathers the full weights first (_full_weights).
         policy.model = acc.unwrap_model(self.model)
         self.policy = policy
-        # LoRA: rollouts run the adapter folded into the weights (lora_merge.py), exactly undone after.
-        use_merge = lora and cfg.model.lora.merge_rollouts and not sharded
-        self._merged_lora = MergedLora(policy.model) if use_merge else None
+        # Rollout weights: 8-bit copies (rollout_weights.py), else LoRA folded into the weights
+        # (lora_merge.py); both exactly undone after the rollout.
+        self._rollout_weights = self._make_rollout_weights(policy.model, lora, sharded)
+        # π_old from the first update's forward needs that forward to equal an eval-mode one.
+        self._old_from_update = not _has_dropout(model)
         self.constraint = policy.constraint(cfg.rollout.sampling.to_sampling_config())
         self.loss_cfg = LossConfig(eps_low=cfg.algorithm.eps_low, eps_high=cfg.algorithm.eps_high,
                                    clip=cfg.algorithm.clip, beta=cfg.algorithm.beta,
@@ -196,7 +189,7 @@ class HiGRPOTrainer:
         self.runner = RolloutRunner(self.pipeline, self.ensemble, cfg.rollout.sampling.to_sampling_config(),
                                     cfg.rollout.group_size, cfg.rollout.two_step, pool,
                                     cfg.render.to_render_config() if pool is not None else None,
-                                    generation_context=self._full_weights)  # fmt: skip
+                                    generation_context=self._full_weights, mesh_workers=cfg.render.mesh_workers)  # fmt: skip
         self.metrics = MetricsLogger.from_config(cfg.logging, is_main=acc.is_main_process, config=cfg.to_dict())
         self.checkpoints = CheckpointManager.from_config(cfg.checkpoint, accelerator=acc)
         self.step = 0
@@ -249,7 +242,9 @@ class HiGRPOTrainer:
         rollouts, sampler = self._collect()
         self._filler = rollouts[0].samples[0].steps[0]  # for passes that only keep processes in step
         timings["time/rollout_s"] = time.perf_counter() - t
-        rows, rstats = self._rows(rollouts)
+        rows, rstats = loss_rows(rollouts, self._kept, cfg)
+        if self._eight_bit:
+            attach_behavior_logprobs(rows, self.accelerator.device)
         stats: dict[str, float] = {**rstats, "rollout/dropped_group_fraction": sampler.dropped_fraction,
                                    "rollout/groups": float(len(sampler.groups)),
                                    "rollout/batches": float(sampler.batches), "train/skipped_step": 0.0}  # fmt: skip
@@ -269,7 +264,7 @@ class HiGRPOTrainer:
         self._old_and_ref(rows)
         timings["time/old_ref_logp_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        update_stats = [self._update(rows) for _ in range(cfg.algorithm.updates_per_batch)]
+        update_stats = [self._update(rows, first=u == 0) for u in range(cfg.algorithm.updates_per_batch)]
         timings["time/update_s"] = time.perf_counter() - t
         for key in update_stats[0] if update_stats else ():
             vals = [u[key] for u in update_stats if key in u and u[key] is not None]
@@ -312,61 +307,13 @@ class HiGRPOTrainer:
         self._kept = sampler.groups
         return rollouts, sampler
 
-    # -- 2. advantages, rows -----------------------------------------------------------------------
-    def _rows(self, rollouts: list[Rollout]) -> tuple[list[Row], dict[str, float]]:
-        cfg = self.cfg
-        rows: list[Row] = []
-        excluded = total = 0
-        adv_all: list[float] = []
-        rewards_by_step: dict[int, list[float]] = {1: [], 2: []}
-        per_micro = cfg.rollout.prompts_per_step
-        for gi, (ri, p) in enumerate(self._kept):
-            rollout = rollouts[ri]
-            G = rollout.group_size
-            for k, R in enumerate(rollout.rewards, start=1):
-                adv, valid = group_advantages(R[p : p + 1], eps=cfg.algorithm.adv_eps)
-                rewards_by_step[k] += [float(x) for x in R[p] if np.isfinite(x)]
-                for g in range(G):
-                    total += 1
-                    if not valid[0, g]:
-                        excluded += 1
-                        continue
-                    sample = rollout.samples[p * G + g]
-                    rows.append(Row(sample.steps[k - 1], float(adv[0, g]), k, min(gi // per_micro, cfg.train.grad_accum - 1)))
-                    adv_all.append(float(adv[0, g]))
-        stats = {"rollout/excluded_sample_fraction": excluded / total if total else 0.0,
-                 "advantage/mean": float(np.mean(adv_all)) if adv_all else 0.0,
-                 "advantage/std": float(np.std(adv_all)) if adv_all else 0.0,
-                 "advantage/abs_mean": float(np.mean(np.abs(adv_all))) if adv_all else 0.0}  # fmt: skip
-        name = {1: "reward/r_high_tilde" if cfg.rollout.two_step else "reward/r", 2: "reward/r_low"}
-        for k, vals in rewards_by_step.items():
-            if vals:
-                stats[name[k]] = float(np.mean(vals))
-        stats.update(self._term_means(rollouts))
-        return rows, stats
-
-    def _term_means(self, rollouts: list[Rollout]) -> dict[str, float]:
-        """Every reward dimension, per step, averaged over all rolled-out samples (kept or not)."""
-        sums: dict[str, list[float]] = {}
-        for r in rollouts:
-            s = r.scores
-            steps = [(1, s.step1), (2, s.step2)] if hasattr(s, "step1") else [(2, s)]  # one-step: step 2's terms
-            if hasattr(s, "r_high"):
-                sums.setdefault("reward/r_high", []).extend(v for v in s.r_high if v is not None)
-            for k, st in steps:
-                for term, scores in st.terms.items():
-                    vals = [x.value for x in scores if x.value is not None]
-                    sums.setdefault(f"reward/step{k}/{term}", []).extend(vals)
-                    n = len(scores)
-                    sums.setdefault(f"reward/step{k}/{term}_missing", []).append((n - len(vals)) / n if n else 0.0)
-        return {k: float(np.mean(v)) for k, v in sums.items() if v}
-
     # -- 3. old / reference log-probs ----------------------------------------------------------------
     @torch.no_grad()
     def _old_and_ref(self, rows: list[Row]) -> None:
         """In eval mode, always: π_old is the policy that sampled (no dropout), whatever mode an
         earlier save or update left the model in (LoRA dropout once made resumed runs differ)."""
-        need_old = self.cfg.algorithm.updates_per_batch > 1
+        # π_old: for the ratio of later updates, and for 8-bit rollouts' importance weights
+        need_old = (self.cfg.algorithm.updates_per_batch > 1 or self._eight_bit) and not self._old_from_update
         need_ref = self.loss_cfg.beta > 0
         if not (need_old or need_ref):
             return
@@ -399,10 +346,29 @@ class HiGRPOTrainer:
 
     @contextlib.contextmanager
     def _full_weights(self):
-        """Around generation: the full weights on every process (FSDP), read-only; LoRA merged."""
+        """Around generation: the full weights on every process (FSDP), read-only; LoRA merged or
+        8-bit weights swapped in."""
         with full_weights(self.accelerator, self.model):
-            with self._merged_lora() if self._merged_lora is not None else contextlib.nullcontext():
+            with self._rollout_weights() if self._rollout_weights is not None else contextlib.nullcontext():
                 yield
+
+    def _make_rollout_weights(self, model, lora: bool, sharded: bool):
+        precision = self.cfg.rollout.precision
+        self._eight_bit = precision != "default"
+        if self._eight_bit:
+            from ..core.quantize import PrecisionError, check_precision
+
+            if sharded:
+                raise TrainingError(f"rollout.precision = {precision!r} is not supported with sharded weights "
+                                    "(FSDP / ZeRO-3): set rollout.precision = \"default\" or train on one process / DDP")  # fmt: skip
+            try:
+                check_precision(precision, self.accelerator.device)
+            except PrecisionError as e:
+                raise TrainingError(f"rollout.precision: {e}") from e
+            return QuantizedRollout(model, precision)
+        if lora and self.cfg.model.lora.merge_rollouts and not sharded:
+            return MergedLora(model)
+        return None
 
     @contextlib.contextmanager
     def _reference(self):
@@ -414,7 +380,8 @@ class HiGRPOTrainer:
             yield self.model
 
     # -- 4. one update over the rollout batch ---------------------------------------------------------
-    def _update(self, rows: list[Row]) -> dict[str, float]:
+    def _update(self, rows: list[Row], first: bool) -> dict[str, float]:
+        """One optimizer update over the batch; `first`: the weights are still those that sampled."""
         acc = self.accelerator
         self.model.train()
         # Σ_i T_i of each step over the global batch (every micro-batch, every process).
@@ -427,10 +394,15 @@ class HiGRPOTrainer:
         # DDP averages gradients over processes; the normaliser is global, so undo the average.
         scale = float(acc.num_processes)
         stats: list[dict[str, float]] = []
-        # One forward + backward per (micro-batch, step); gradients are synchronised across
-        # processes only on the last one (DDP reduces on every backward outside no_sync).
-        parts = [(micro, k) for micro in range(self.cfg.train.grad_accum) for k in (1, 2)
-                 if any(r.micro == micro and r.step == k for r in rows)]  # fmt: skip
+        # One forward + backward per (micro-batch, step), or per `rows_per_forward` rows of it;
+        # gradients are synchronised across processes only on the last one (DDP reduces on every
+        # backward outside no_sync).
+        parts = []
+        for micro in range(self.cfg.train.grad_accum):
+            for k in (1, 2):
+                part = [r for r in rows if r.micro == micro and r.step == k]
+                size = self.cfg.train.rows_per_forward or len(part) or 1
+                parts += [(k, part[i : i + size]) for i in range(0, len(part), size)]
         n_parts = same_count(acc, len(parts))
         for i in range(n_parts):
             sync = contextlib.nullcontext() if i == n_parts - 1 else acc.no_sync(self.model)
@@ -442,20 +414,25 @@ class HiGRPOTrainer:
                                                       use_forward=self._use_forward)
                     acc.backward(logp.sum() * 0.0)
                 continue
-            micro, k = parts[i]
-            step_rows = [r for r in rows if r.micro == micro and r.step == k]
+            k, step_rows = parts[i]
             with sync:
                 packed = pack([r.output for r in step_rows], self.pad_id, acc.device)
                 with self._autocast():
                     logp, entropy = completion_logprobs(self.model, packed, self.constraint, self._temperature,
                                                   use_forward=self._use_forward)
                 Tc = logp.shape[1]
-                old = _stack([r.old_logp for r in step_rows], Tc) if step_rows[0].old_logp is not None else None
-                ref = _stack([r.ref_logp for r in step_rows], Tc) if step_rows[0].ref_logp is not None else None
+                if first and self._old_from_update:  # the same weights as the rollout's: π_old = π_θ
+                    for b, r in enumerate(step_rows):
+                        r.old_logp = logp[b].detach()
+                old = stack([r.old_logp for r in step_rows], Tc) if step_rows[0].old_logp is not None else None
+                ref = stack([r.ref_logp for r in step_rows], Tc) if step_rows[0].ref_logp is not None else None
+                behavior = None
+                if self._eight_bit:
+                    behavior = stack([r.behavior_logp for r in step_rows], Tc)
                 adv = torch.tensor([r.advantage for r in step_rows], device=acc.device)
                 loss, s = policy_loss(logp, old, ref, adv, packed.loss_mask, self.loss_cfg,
                                       num_tokens=float(world[k - 1]), num_sequences=float(world[k + 1]),
-                                      entropy=entropy)  # fmt: skip
+                                      entropy=entropy, behavior_logp=behavior, tis_cap=self.cfg.algorithm.tis_cap)  # fmt: skip
                 stats.append({f"loss/step{k}_{key}": v for key, v in s.items()})
                 acc.backward(loss * scale)  # L = L1 + L2: the gradients add up
         grad_norm = None
@@ -535,6 +512,7 @@ class HiGRPOTrainer:
 
     def close(self) -> None:
         self.metrics.close()
+        self.runner.close()
         if self._own_pool and self.pool is not None:
             self.pool.close()
         self.ensemble.close()
@@ -553,16 +531,15 @@ class _GeneratorState:
         self.rng.bit_generator.state = state["bit_generator"]
 
 
-def _stack(rows: list[torch.Tensor], width: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), width, device=rows[0].device, dtype=rows[0].dtype)
-    for i, r in enumerate(rows):
-        out[i, : r.shape[0]] = r[:width]
-    return out
-
-
 def _summary(step: int, total: int, s: dict[str, float]) -> str:
     keys = [("reward/r_high_tilde", "R̃_high"), ("reward/r", "R"), ("reward/r_low", "R_low"),
             ("loss/step1_kl", "KL"), ("loss/step1_clip_frac_high", "clip↑"),
             ("rollout/dropped_group_fraction", "dropped"), ("time/step_s", "s")]  # fmt: skip
     parts = [f"{label} {s[k]:.4g}" for k, label in keys if k in s]
     return f"step {step}/{total}: " + ", ".join(parts)
+
+
+def _has_dropout(model: torch.nn.Module) -> bool:
+    """Whether a train-mode forward is random (LoRA dropout, attention dropout)."""
+    return any((isinstance(m, torch.nn.Dropout) and m.p > 0) or float(getattr(m, "attention_dropout", 0) or 0) > 0
+               for m in model.modules())  # fmt: skip
