@@ -13,7 +13,8 @@ are all representable in bf16) and applies the scale once per output after the r
 calls as before; the embedding (a gather, not a full read) and the norms stay as they are. On a
 CPU the module computes with the dequantized weight (for tests and for inspecting a quantized
 model); running generation in 8 bits needs a CUDA GPU (`check_precision` says which fallback).
-Inference only: the trainer keeps bf16 rollouts, so its log-probs are those of the sampled policy.
+The trainer rolls out in bf16 by default; ``rollout.precision = "fp8"`` makes it sample from an
+8-bit copy and weigh the loss by importance ratios (``trainer/rollout_weights.py``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from bench_generate import build_policy  # noqa: E402
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--model", help="a trained policy folder (e.g. models/demo) instead of random 7B-shape weights")
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--plan", type=int, default=64, help="max plan tokens")
     ap.add_argument("--steps", type=int, default=2, help="training steps; the last is reported")
@@ -67,15 +68,19 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     t0 = time.perf_counter()
-    policy, shape = build_policy(args.tiny, device, dtype, seed=0)
-    vq_cfg = VQVAEConfig(num_embeddings=policy.vocab.num_codes)
-    if args.tiny:
-        vq_cfg = VQVAEConfig(num_embeddings=policy.vocab.num_codes, encoder_channels=(8, 16, 32),
-                             decoder_channels=(32, 16, 8), num_res_blocks=1, num_res_blocks_middle=1)  # fmt: skip
-    vq = VQVAE3D(vq_cfg).to(device).eval()
-    if device.type == "cuda":
-        vq = vq.to_inference_dtype(torch.float16)
-    pipeline = TextTo3D(policy, vq)
+    if args.model:  # a trained policy: how far 8-bit rollouts drift from it (tis_weight_mean, rollout_logp_gap)
+        pipeline = TextTo3D.load(args.model, device=str(device), dtype=dtype, precision="default")
+        policy = pipeline.policy
+    else:
+        policy, shape = build_policy(args.tiny, device, dtype, seed=0)
+        vq_cfg = VQVAEConfig(num_embeddings=policy.vocab.num_codes)
+        if args.tiny:
+            vq_cfg = VQVAEConfig(num_embeddings=policy.vocab.num_codes, encoder_channels=(8, 16, 32),
+                                 decoder_channels=(32, 16, 8), num_res_blocks=1, num_res_blocks_middle=1)  # fmt: skip
+        vq = VQVAE3D(vq_cfg).to(device).eval()
+        if device.type == "cuda":
+            vq = vq.to_inference_dtype(torch.float16)
+        pipeline = TextTo3D(policy, vq)
     build_s = time.perf_counter() - t0
 
     tmp = Path(tempfile.mkdtemp())
@@ -132,7 +137,7 @@ def main(argv=None) -> int:
         "date": _dt.date.today().isoformat(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
-        "policy": "tiny" if args.tiny else "qwen2.5-vl-7b shape, random bf16",
+        "policy": args.model or ("tiny" if args.tiny else "qwen2.5-vl-7b shape, random bf16"),
         "label": args.label,
         "lora_r": args.lora_r,
         "lora_dropout": args.lora_dropout,

@@ -383,15 +383,18 @@ def test_rollout_meshes_only_when_a_reward_reads_meshes(small_pair, monkeypatch)
     from ar3d.core.rewards.ensemble import TermConfig
     from ar3d.trainer.rollout import RolloutRunner
 
+    import ar3d.trainer.rollout as rollout
+
     pipe = TextTo3D.load(str(small_pair), device="cpu")
     calls = []
-    mesh = pipe.mesh
-    monkeypatch.setattr(pipe, "mesh", lambda grid: calls.append(1) or mesh(grid))
+    mesh = rollout.mesh_or_reason
+    monkeypatch.setattr(rollout, "mesh_or_reason", lambda grid, config: calls.append(1) or mesh(grid, config))
     sampling = SamplingConfig(max_plan_tokens=2)
 
     def run(terms):
         ens = RewardEnsemble(RewardConfig(step1=terms, step2=terms))
-        return RolloutRunner(pipe, ens, sampling, group_size=2, two_step=True).run(["a box"], None, seed=0)
+        runner = RolloutRunner(pipe, ens, sampling, group_size=2, two_step=True, mesh_workers=1)  # counted in-process
+        return runner.run(["a box"], None, seed=0)
 
     out = run([TermConfig("geometry.fill")])
     assert not calls and all(m is None for st in out.steps for m in st.meshes)
