@@ -65,7 +65,7 @@ def main(argv=None):
         quant = {p: QuantLinear.from_linear(lin, p) for p in args.precisions}
         for m in args.rows:
             x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
-            t = {"bf16": graph_time(lambda: F.linear(x, lin.weight))}
+            t = {"bf16": graph_time(lambda w=lin.weight: F.linear(x, w))}
             for p, q in quant.items():
                 t[p] = graph_time(lambda q=q: q(x))
             if name in SEPARATE_ONLY:

@@ -1,6 +1,5 @@
 """The mesh-token grammar holds whatever the logits say."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -394,7 +394,7 @@ def test_unified_alignment_max_over_views(judge, client):
 
 def test_unified_reward2_per_dimension_max_and_failures(judge, client):
     def script(body):
-        text, view = text_of(body), find_view(text_of(body))
+        view = find_view(text_of(body))
         if caption(body) == "broken":
             return status(500, "CUDA out of memory")
         if caption(body) == "flaky" and view == "top":

@@ -12,7 +12,7 @@ from ar3d.procedural import captions as C
 from ar3d.procedural import wording as W
 from ar3d.procedural.dataset import make_sample, read_dataset
 from ar3d.procedural.families import FAMILIES, FAMILY_NAMES
-from ar3d.procedural.read_caption import families_in, read_attributes, read_caption, read_family
+from ar3d.procedural.read_caption import families_in, read_caption, read_family
 
 FIXTURE = Path(__file__).parent / "fixtures" / "captions_v1.json"
 
