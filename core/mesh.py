@@ -290,7 +290,6 @@ def occupancy_to_mesh(occupancy, config: MeshConfig | None = MeshConfig()) -> tr
     return mesh
 
 
-
 def mesh_or_reason(occupancy, config: MeshConfig | None = None) -> tuple[trimesh.Trimesh | None, str | None]:
     """(mesh, None), or (None, reason) when the shape is degenerate: for batches where one empty
     grid must not stop the rest (a module-level function, so worker processes can run it)."""
@@ -298,6 +297,7 @@ def mesh_or_reason(occupancy, config: MeshConfig | None = None) -> tuple[trimesh
         return occupancy_to_mesh(occupancy, config or MeshConfig()), None
     except DegenerateOccupancyError as e:
         return None, str(e)
+
 
 def _decimate(mesh: trimesh.Trimesh, faces: int) -> trimesh.Trimesh:
     """Quadric decimation that never hands back a broken mesh.

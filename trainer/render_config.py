@@ -32,7 +32,8 @@ class RenderSection:
     python: the Python with bpy the render workers run under (None: $AR3D_BLENDER_PYTHON, else
         this one), so the training environment itself needs no bpy.
     mesh_workers: processes that turn decoded grids into meshes before rendering (marching
-        cubes on the CPU); None = min(8, CPUs − 1), 1 = in the trainer process.
+        cubes on the CPU); None = min(8, CPUs − 1) shared out between the training processes of
+        the machine, 1 = in the trainer process.
     """
 
     engine: str = "workbench"

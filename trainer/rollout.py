@@ -92,13 +92,17 @@ log = logging.getLogger(__name__)
 
 class MeshWorkers:
     """Grids → meshes on several CPU cores: marching cubes + clean-up of 16 grids took ~1.7 s of
-    a 7B step in the trainer process, serially (BENCHMARKS.md). Worker processes (forkserver: they
-    start from a clean interpreter and import only the torch-free ``core.mesh``) are started at
-    the first batch and kept. ``workers`` ≤ 1 meshes in this process; a broken pool falls back to
+    a 7B step in the trainer process, serially (BENCHMARKS.md). Worker processes (forkserver: fresh
+    interpreters, not forks of a trainer holding a GPU context) are started at the first batch
+    and kept. ``workers`` None: min(8, CPUs − 1), shared out between the training processes of
+    this machine (``LOCAL_WORLD_SIZE``); ≤ 1 meshes in this process. A broken pool falls back to
     that, with a warning, rather than failing the step."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = min(8, (os.cpu_count() or 1) - 1) if workers is None else workers
+        if workers is None:
+            local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+            workers = min(8, ((os.cpu_count() or 1) - 1) // local)
+        self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, grids: list, config) -> list[tuple[Any | None, str | None]]:
