@@ -163,12 +163,18 @@ def test_trainer_with_int8_rollouts_trains_the_bf16_weights(tmp_path, small_pair
     assert not any(type(m).__name__ == "QuantLinear" for m in trainer.model.modules())
 
 
-def test_8bit_rollouts_refused_where_they_cannot_run(tmp_path, small_pair, prompts_file):
+def test_8bit_rollouts_refused_where_they_cannot_run(tmp_path, small_pair, prompts_file, monkeypatch):
+    import ar3d.core.quantize as quantize
     from ar3d.trainer.config import TrainConfig
     from ar3d.trainer.trainer import TrainingError
 
     with pytest.raises(TrainingError, match="rollout.precision.*needs a CUDA GPU"):
         _trainer(tmp_path, small_pair, prompts_file, rollout__precision="fp8")
+    # transformers' generate reports no sampling log-probs: refused at start, not after a rollout
+    monkeypatch.setattr(quantize, "check_precision", lambda precision, device: None)  # as if on a GPU
+    monkeypatch.setenv("AR3D_ENGINE", "transformers")
+    with pytest.raises(TrainingError, match="needs the graph engine"):
+        _trainer(tmp_path, small_pair, prompts_file, rollout__precision="int8")
     with pytest.raises(ValueError, match="precision"):
         TrainConfig.from_dict({"rollout": {"precision": "fp4"}, "data": {"path": "x.txt"}})
     with pytest.raises(ValueError, match="tis_cap"):

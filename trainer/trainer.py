@@ -365,6 +365,9 @@ class HiGRPOTrainer:
                 check_precision(precision, self.accelerator.device)
             except PrecisionError as e:
                 raise TrainingError(f"rollout.precision: {e}") from e
+            if getattr(self.policy.engine, "name", None) != "graph":  # before any rollout, not after one
+                raise TrainingError(f"rollout.precision = {precision!r} needs the graph engine (it reports the log-probs "
+                                    "the importance weights use); unset AR3D_ENGINE or set it to graph")  # fmt: skip
             return QuantizedRollout(model, precision)
         if lora and self.cfg.model.lora.merge_rollouts and not sharded:
             return MergedLora(model)
