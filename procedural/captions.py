@@ -28,7 +28,7 @@ import re
 
 import numpy as np
 
-from .phrases import NOUNS, PHRASES
+from .phrases import NOUNS, NUM_WORDS, PHRASES
 from .wording import EXTRA_GENERIC_TEMPLATES, describe_v2
 
 __all__ = [
@@ -42,19 +42,6 @@ __all__ = [
     "describe",
 ]
 
-NUM_WORDS = {
-    0: "zero",
-    1: "one",
-    2: "two",
-    3: "three",
-    4: "four",
-    5: "five",
-    6: "six",
-    7: "seven",
-    8: "eight",
-    9: "nine",
-    10: "ten",
-}
 
 GENERIC_TEMPLATES = (
     "a {adj} {noun} {with}",

@@ -6,7 +6,7 @@ reader of both wordings is :mod:`ar3d.procedural.read_caption`.
 
 from __future__ import annotations
 
-from .captions import NUM_WORDS
+from .phrases import NUM_WORDS
 
 __all__ = ["MENTIONS"]
 

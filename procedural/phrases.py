@@ -8,6 +8,14 @@ written as a word or in digits, {s} a plural s.
 
 from __future__ import annotations
 
+# Counts written as words in captions and plans (both wordings); larger counts stay digits.
+NUM_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def number_word(n: int) -> str:
+    """``n`` as a word ("four"), or as digits where no word is listed."""
+    return NUM_WORDS[n] if 0 <= n < len(NUM_WORDS) else str(n)
+
 
 def _yes_no(yes, no):
     return {True: yes, False: no}

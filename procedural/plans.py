@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .captions import NUM_WORDS
+from .phrases import number_word
 
 __all__ = ["PLANS", "make_plans"]
 
 
 def _w(n):
-    return NUM_WORDS.get(n, str(n))
+    return number_word(n)
 
 
 def _plan_chair(p, f, pick):

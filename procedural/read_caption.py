@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 import re
 
+from .phrases import NUM_WORDS
+
 __all__ = ["FAMILY_NOUNS", "read_caption", "read_family", "read_attributes", "families_in"]
 
-_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-NUM = r"(?:\d+|" + "|".join(_WORDS) + r")"
+NUM = r"(?:\d+|" + "|".join(NUM_WORDS) + r")"
 _NUM_BEFORE = re.compile(r"\b" + NUM + r"[\s-]+$", re.I)
 
 FAMILY_NOUNS = {
@@ -114,7 +115,7 @@ def _count(unit: str, extra: dict | None = None):
         m = rx.search(text)
         if m:
             n = m.group("n").lower()
-            return _WORDS.index(n) if n in _WORDS else int(n)
+            return NUM_WORDS.index(n) if n in NUM_WORDS else int(n)
         for v, p in extra_rx:
             if p.search(text):
                 return v

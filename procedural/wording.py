@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .phrases import NUM_WORDS
+
 __all__ = ["PHRASES_V2", "HELDOUT_PHRASES", "NOUNS_V2", "HELDOUT_NOUNS", "EXTRA_GENERIC_TEMPLATES", "describe_v2"]
 
-NUM_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 # generic templates 12 … 23, appended to captions.GENERIC_TEMPLATES for v2 (17 and 23: test only)
 EXTRA_GENERIC_TEMPLATES = (
