@@ -112,7 +112,7 @@ class MeshWorkers:
                     ctx = multiprocessing.get_context("forkserver")
                     self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
                 return list(self._pool.map(mesh_or_reason, grids, [config] * len(grids)))
-            except (BrokenProcessPool, OSError) as e:
+            except (BrokenProcessPool, OSError, ValueError) as e:  # ValueError: no forkserver (Windows)
                 log.warning("mesh worker processes failed (%s); meshing in the trainer process from now on", e)
                 self.close()
                 self.workers = 1
