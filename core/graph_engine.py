@@ -64,7 +64,8 @@ class _Stack:
     head_dim: int
 
 
-def _unwrap(model):
+def unwrap_peft(model):
+    """The transformers model inside peft wrappers (the model itself when there are none)."""
     for _ in range(4):  # peft's PeftModel → LoraModel → the transformers model
         inner = getattr(model, "get_base_model", None)
         if inner is None:
@@ -78,7 +79,7 @@ def _unwrap(model):
 
 def text_stack(model) -> _Stack:
     """The text decoder of a Qwen2 / Qwen2.5-VL model, or `UnsupportedModel` saying why not."""
-    model = _unwrap(model)
+    model = unwrap_peft(model)
     config = getattr(model.config, "text_config", None) or model.config
     if config.model_type not in ("qwen2", "qwen2_5_vl_text", "qwen2_5_vl"):
         raise UnsupportedModel(f"model type '{config.model_type}' (the graph engine knows Qwen2 and Qwen2.5-VL)")

@@ -210,13 +210,22 @@ def _fuse(module, fused_name, parts, children, precision, stored=None, key="") -
 def quantize_group(weights, biases, precision: str) -> tuple[QuantLinear, list[QuantLinear]]:
     """One `QuantLinear` over the rows of matrices that read the same input (q/k/v, gate/up), and
     a view of it per matrix. Scales are per output row, so this equals quantizing one by one."""
-    weight = torch.cat([w.detach() for w in weights])
-    bias = None
-    if any(b is not None for b in biases):
-        bias = torch.cat([b.detach() if b is not None else weight.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
+    weight, bias = stack_rows(weights, biases)
     q, scale = quantize_weight(weight, precision)
     fused = QuantLinear(q.contiguous(), scale, bias, precision)
     return fused, with_views(fused, [w.shape[0] for w in weights])
+
+
+def stack_rows(weights, biases) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The matrices of a group one under the other, and their biases (zeros where a part has none;
+    None when no part has one). One matrix is returned as it is."""
+    weights = [w.detach() for w in weights]
+    weight = torch.cat(weights) if len(weights) > 1 else weights[0]
+    bias = None
+    present = [b for b in biases if b is not None]
+    if present:
+        bias = torch.cat([b.detach() if b is not None else present[0].new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
+    return weight, bias
 
 
 def with_views(fused: QuantLinear, sizes: list[int]) -> list[QuantLinear]:

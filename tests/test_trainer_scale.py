@@ -247,22 +247,13 @@ def test_a_step_without_usable_groups_is_skipped_and_logged(tmp_path, small_pair
 
 # --- LoRA rollouts on merged weights ---------------------------------------------------------------
 def test_lora_rollouts_on_merged_weights_match_and_restore_exactly(small_pair):
-    from peft import LoraConfig, get_peft_model
+    from lora_policy import lora_policy  # tests/ is on sys.path
 
     from ar3d.core.engine import SamplingConfig
-    from ar3d.core.policy import Policy
     from ar3d.trainer.lora_merge import MergedLora
     from ar3d.trainer.loss import completion_logprobs, pack
 
-    policy = Policy.load(small_pair, device="cpu", dtype=torch.float32)
-    peft_model = get_peft_model(policy.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"],
-                                                         exclude_modules=r".*visual.*"))  # fmt: skip
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.3)  # peft starts B at 0: make the adapter change the outputs
-    peft_model.eval()
+    policy, peft_model = lora_policy(small_pair, ["q_proj", "v_proj", "up_proj"])
     sampling = SamplingConfig(1.0, 1.0, 0, 6)
     before = {k: v.clone() for k, v in peft_model.state_dict().items()}
     plain = policy.generate(["a box", "a mug"], 3, True, sampling, seed=5)

@@ -60,32 +60,15 @@ def _trainer(tmp, pair, prompts, **over):
     return HiGRPOTrainer(TrainConfig.from_dict(t), ensemble=ensemble)
 
 
-def _lora_policy(pair):
-    from peft import LoraConfig, get_peft_model
-
-    from ar3d.core.policy import Policy
-
-    policy = Policy.load(pair, device="cpu", dtype=torch.float32)
-    model = get_peft_model(policy.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj", "up_proj", "down_proj"],
-                                                    exclude_modules=r".*visual.*"))  # fmt: skip
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.3)  # peft starts B at 0: make the adapter change the outputs
-    model.eval()
-    policy.model = model
-    return policy
-
-
 def test_quantized_rollout_samples_from_8bit_weights_and_restores_the_model(small_pair):
     from ar3d.core.engine import SamplingConfig
     from ar3d.core.quantize import QuantLinear, dequantize_weight
     from ar3d.trainer.loss import completion_logprobs, pack
     from ar3d.trainer.rollout_weights import QuantizedRollout, _effective
 
-    policy = _lora_policy(small_pair)
-    model = policy.model
+    from lora_policy import lora_policy  # tests/ is on sys.path
+
+    policy, model = lora_policy(small_pair, ["q_proj", "o_proj", "up_proj", "down_proj"])
     layer0 = model.get_base_model().model.language_model.layers[0]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     sampling = SamplingConfig(1.0, 1.0, 0, 6)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.quantize import _TARGETS, FUSED, QuantLinear, quantize_group, quantize_weight, requantize_
+from ..core.graph_engine import unwrap_peft
+from ..core.quantize import _TARGETS, FUSED, QuantLinear, quantize_group, quantize_weight, requantize_, stack_rows
 
 
 @dataclass
@@ -49,7 +50,7 @@ class QuantizedRollout:
         self._groups: list[_Group] | None = None
 
     def _find(self) -> list[_Group]:
-        inner = _transformers_model(self.model)
+        inner = unwrap_peft(self.model)
         groups = []
         for name, module in inner.named_modules():
             if "visual" in name.split("."):
@@ -84,11 +85,7 @@ class QuantizedRollout:
                     g.quant = QuantLinear(q.contiguous(), scale, biases[0], self.precision)
                     g.views = [g.quant]
             else:
-                weight = torch.cat(weights) if len(weights) > 1 else weights[0]
-                bias = None
-                if g.quant.bias is not None:
-                    bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
-                requantize_(g.quant, weight, bias)
+                requantize_(g.quant, *stack_rows(weights, biases))
 
     @contextlib.contextmanager
     def __call__(self):
@@ -135,15 +132,6 @@ def _effective(module) -> tuple[torch.Tensor, torch.Tensor | None]:
             for a in active:
                 weight = weight + module.get_delta_weight(a).float()
     return weight, None if base.bias is None else base.bias.detach()
-
-
-def _transformers_model(model):
-    for _ in range(4):  # peft's PeftModel → LoraModel → the transformers model
-        inner = getattr(model, "get_base_model", None)
-        if inner is None or inner() is model:
-            break
-        model = inner()
-    return model
 
 
 def _owner_of(root: torch.nn.Module, target: torch.nn.Module) -> tuple[torch.nn.Module, str]:
