@@ -105,6 +105,15 @@ class MeshConfig:
     """Morphological closing (3x3x3 cube) before filling, to seal pinholes through which the
     fill would leak. Also fills 1-voxel gaps and notches; 0 turns it off."""
 
+    seal_iterations: int = 2
+    """A wider closing used only where the shell leaks: if it encloses interior that the closing
+    above did not, that interior is filled and the bridges that touch it plug the leaks. A
+    decoded shell perforated by gaps of up to about 2·k voxels then meshes as a solid instead of
+    a hollow double wall riddled with tunnels, while openings the object really has (windows,
+    the space between rungs) are bridged only if they open into such a cavity. Measured on the
+    demo VQ-VAE's held-out reconstructions: 10% -> 5% with unwanted holes, ground-truth
+    attributes and topology unchanged (issue #21). 0 (or <= ``closing_iterations``) = off."""
+
     min_component_voxels: int = 8
     """Connected pieces (26-connectivity) of the raw grid smaller than this are dust and dropped.
     Decoded grids often carry a few stray voxels; a real part is rarely this small at 64³."""
@@ -139,8 +148,8 @@ class MeshConfig:
     None keeps the marching-cubes mesh (typically 10k-60k faces at 64³)."""
 
     def __post_init__(self):
-        if self.closing_iterations < 0 or self.min_component_voxels < 0 or self.smoothing_iterations < 0:
-            raise ValueError("closing_iterations, min_component_voxels and smoothing_iterations must be >= 0")
+        if min(self.closing_iterations, self.seal_iterations, self.min_component_voxels, self.smoothing_iterations) < 0:
+            raise ValueError("closing_iterations, seal_iterations, min_component_voxels and smoothing_iterations must be >= 0")
         if not 0.0 < self.max_fill_fraction <= 1.0:
             raise ValueError(f"max_fill_fraction must be in (0, 1], got {self.max_fill_fraction}")
         if not 0.0 < self.surface_offset <= 0.5:
@@ -230,13 +239,25 @@ def smoothing_passes(level: str | int) -> int:
 
 
 def _solid_padded(grid: np.ndarray, config: MeshConfig) -> tuple[np.ndarray, int]:
-    pad = config.closing_iterations + 1
+    pad = max(config.closing_iterations, config.seal_iterations) + 1
     solid = np.pad(grid, pad)
     if config.fill_interior:
+        cube = np.ones((3, 3, 3), bool)
         closed = solid
         if config.closing_iterations:
-            closed = ndimage.binary_closing(solid, np.ones((3, 3, 3), bool), config.closing_iterations)
-        solid = ndimage.binary_fill_holes(closed) | solid
+            closed = ndimage.binary_closing(solid, cube, config.closing_iterations)
+        filled = ndimage.binary_fill_holes(closed)
+        if config.seal_iterations > config.closing_iterations:
+            # The wider closing's cavity is interior the narrow closing missed (the shell leaks);
+            # the bridges (voxels the wider closing adds) that touch that cavity plug the leaks.
+            # Bridges elsewhere (across a ladder's rungs, a window) touch no cavity: not used.
+            sealed = ndimage.binary_closing(solid, cube, config.seal_iterations)
+            cavity = ndimage.binary_fill_holes(sealed) & ~sealed & ~filled
+            if cavity.any():
+                bridges, _ = ndimage.label(sealed & ~closed, cube)
+                touching = np.unique(bridges[ndimage.binary_dilation(cavity, cube) & (bridges > 0)])
+                filled = ndimage.binary_fill_holes(filled | cavity | np.isin(bridges, touching))
+        solid = filled | solid
     return solid, pad
 
 

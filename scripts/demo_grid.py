@@ -30,8 +30,8 @@ PROMPTS: list[tuple[str, str, dict]] = [
     ("a staircase with 5 steps", "stairs", {"steps": 5}),
     ("a tall ceramic mug with a handle", "mug", {"handle": True, "size": "tall"}),
     ("a ladder with 6 rungs", "ladder", {"rungs": 6}),
-    ("a tall ladder with six rungs", "ladder", {"rungs": 6}),
-    ("a table lamp", "lamp", {}),
+    ("a tall ladder with six rungs", "ladder", {"rungs": 6, "size": "tall"}),
+    ("a table lamp", "lamp", {"size": "short"}),  # v2 wording: a table lamp is the short lamp
     ("a fence with three rails", "fence", {"rails": 3}),
     ("a bookshelf with four shelves", "bookshelf", {"shelves": 4}),
     ("a tall table with four legs", "table", {"legs": 4, "size": "tall"}),

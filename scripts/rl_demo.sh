@@ -4,11 +4,12 @@
 #   bash scripts/rl_demo.sh     # env: STAGES=train,eval STEPS=60 BUDGET=520 (s) RUN=runs/demo
 #                               #      PROMPTS=32 GROUP=8 LR=5e-5 TEMPERATURE=0.7 EXTRA=0
 #                               #      EVAL_N=1000 EVAL_TWO_STEP_N=1000 REWARDS=lenient|strict
+#                               #      START=models/demo (the policy folder to fine-tune, with its VQ-VAE)
 # Needs data/demo/{train.jsonl,test.npz,refs.npz} (scripts/make_demo_data.sh) and trimesh for
 # the family judge. Prompts: the training rows with a count-like attribute (scripts/rl_prompts.py
 # says why). Rewards: the prompt's family and attributes checked on the decoded grid + the fill
 # band (occupancy only: no Blender needed, so it runs on GPU machines without bpy).
-# The evaluation of the starting model (models/demo, "before") and of the RL policy ("after") run
+# The evaluation of the starting model ($START, "before") and of the RL policy ("after") run
 # side by side with the same prompts and seeds; STAGES=eval evaluates an existing $RUN/policy.
 # These defaults, with BUDGET=410 (16 steps on an H100), made the shipped models/demo from the
 # supervised one (its MODEL_CARD.md); run again, they start from the shipped weights.
@@ -27,6 +28,7 @@ EXTRA=${EXTRA:-0}       # dynamic sampling: extra rollouts per step to refill dr
 EVAL_N=${EVAL_N:-1000}
 EVAL_TWO_STEP_N=${EVAL_TWO_STEP_N:-1000}
 EVAL_BEFORE=${EVAL_BEFORE:-1}
+START=${START:-models/demo}
 REWARDS=${REWARDS:-lenient}  # strict: the strict checkers + the mesh-quality reward (issue #21, demo v2)
 if [ "$REWARDS" = strict ]; then
   rewards='[{reward="procedural.family",options={references="data/demo/refs.npz"}},{reward="procedural.attributes_strict"},{reward="procedural.quality",weight=0.5},{reward="geometry.fill",weight=0.25}]'
@@ -37,6 +39,7 @@ fi
 if [[ ",$STAGES," == *,train,* ]]; then
   "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl"
   timeout -s INT --kill-after=120 "$BUDGET" "$PY" -m ar3d.cli train --config trainer/configs/demo.toml \
+    --set model.policy="$START" \
     --set data.path="$RUN/rl_prompts.jsonl" --set "rewards.step1=$rewards" --set "rewards.step2=$rewards" \
     --set rollout.prompts_per_step="$PROMPTS" --set rollout.group_size="$GROUP" --set optim.lr="$LR" \
     --set rollout.sampling.temperature="$TEMPERATURE" \
@@ -58,14 +61,14 @@ save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in s
 PYEOF
   chmod 644 "$RUN/policy/model.safetensors"
   sed -i 's/"dtype": *"float32"/"dtype": "bfloat16"/; s/"torch_dtype": *"float32"/"torch_dtype": "bfloat16"/' "$RUN/policy/config.json"
-  cp models/demo/vqvae.safetensors models/demo/vqvae_config.json "$RUN/policy/"
+  cp "$START/vqvae.safetensors" "$START/vqvae_config.json" "$RUN/policy/"
 fi
 
 if [[ ",$STAGES," == *,eval,* ]]; then
   models=("$RUN/policy")
   if [ "$EVAL_BEFORE" = 1 ]; then
     mkdir -p "$RUN/eval_before"
-    cp -r models/demo/. "$RUN/eval_before/"  # evaluate a copy: the eval writes its report into the folder
+    cp -r "$START/." "$RUN/eval_before/"  # evaluate a copy: the eval writes its report into the folder
     models=("$RUN/eval_before" "$RUN/policy")
   fi
   pids=()

@@ -106,8 +106,49 @@ def test_pinholes_are_sealed_before_filling():
     m = occupancy_to_mesh(grid, RAW)
     assert_good_mesh(m)
     assert m.volume == pytest.approx((40.2 / R) ** 3, rel=0.03)  # filled, not a double wall
-    leaky = occupancy_to_mesh(grid, MeshConfig(closing_iterations=0, smoothing_iterations=0))
+    leaky = occupancy_to_mesh(grid, MeshConfig(closing_iterations=0, seal_iterations=0, smoothing_iterations=0))
     assert leaky.volume < 0.3 * m.volume  # without the closing the fill leaks: only the wall is left
+
+
+def _genus(solid):
+    from ar3d.core.topology import topology
+
+    return topology(solid).genus
+
+
+def test_a_perforated_hollow_shell_meshes_as_a_solid():
+    """Issue #21: decoded shells often leak through gaps wider than the 1-step closing seals
+    (2-3 voxels); the fill then fails and a hollow double wall with tunnels is meshed. The
+    wider seal fills the interior and plugs the gaps; without it the solid is only the wall."""
+    from ar3d.core.mesh import mesh_solid
+
+    grid = box_grid((10, 10, 10), (50, 50, 50))
+    for y, z in ((20, 20), (30, 40), (42, 25)):  # three 3x3 gaps through the top wall
+        grid[50, y : y + 3, z : z + 3] = False
+    grid[10, 30:33, 30:33] = False  # and one through the bottom
+    solid = mesh_solid(grid)
+    assert solid.sum() > 0.99 * 41**3 and _genus(solid) == 0
+    leaky = mesh_solid(grid, MeshConfig(seal_iterations=0))
+    assert leaky.sum() < 0.3 * 41**3 and _genus(leaky) > 0
+    m = occupancy_to_mesh(grid, RAW)
+    assert_good_mesh(m)
+    with pytest.raises(ValueError, match="seal_iterations"):
+        MeshConfig(seal_iterations=-1)
+
+
+def test_the_seal_bridges_no_opening_the_object_has():
+    """A ladder's 3-voxel gaps between rungs and a window through a solid wall stay open: they
+    open into no leaking cavity."""
+    from ar3d.core.mesh import mesh_solid
+
+    ladder = np.zeros((R, R, R), bool)
+    ladder[20:23, 30:33, 5:60] = ladder[40:43, 30:33, 5:60] = True  # two side rails
+    for z in range(8, 58, 5):  # rungs 2 voxels thick, 3-voxel gaps
+        ladder[20:43, 30:33, z : z + 2] = True
+    assert _genus(mesh_solid(ladder)) == _genus(mesh_solid(ladder, MeshConfig(seal_iterations=0))) == 9
+    wall = box_grid((10, 10, 10), (50, 20, 50), shell=False)
+    wall[28:32, 10:21, 28:32] = False  # a 4x4 window through a solid slab
+    assert _genus(mesh_solid(wall)) == 1
 
 
 # ---- degenerate grids -------------------------------------------------------------------------
