@@ -105,6 +105,8 @@ def parse_args(argv=None):
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--intermediate", type=int, default=1024)
+    ap.add_argument("--policy-init", type=Path, default=None,
+                    help="warm start: a policy folder (its tokenizer and weights, trained on this VQ-VAE's codes)")
     ap.add_argument("--policy-seconds", type=float, default=330)
     ap.add_argument("--policy-max-steps", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=48)

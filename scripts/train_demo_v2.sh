@@ -7,6 +7,8 @@
 #                                    #      POLICY_SECONDS=600 RL_BUDGET=1200 RL_STEPS=80
 #                                    #      VQ_ARGS="..." (extra train_demo.py VQ-VAE options)
 #                                    #      VQ_FROM=models/demo (reuse that VQ-VAE: no vqvae stage)
+#                                    #      POLICY_INIT=models/demo (warm start the policy there;
+#                                    #      its VQ-VAE must be this run's: use with VQ_FROM)
 #                                    #      POLICY_ARGS="..." (extra train_demo.py policy options)
 #                                    #      STAGES=data,vqvae,policy,eval,rl (eval: the supervised
 #                                    #      model alone; rl evaluates before and after side by side)
@@ -24,6 +26,7 @@ RL_BUDGET=${RL_BUDGET:-1200}
 RL_STEPS=${RL_STEPS:-80}
 VQ_ARGS=${VQ_ARGS:-}
 VQ_FROM=${VQ_FROM:-}
+POLICY_INIT=${POLICY_INIT:-}
 POLICY_ARGS=${POLICY_ARGS:-}
 STAGES=${STAGES:-data,vqvae,policy,eval,rl}
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
@@ -45,7 +48,7 @@ fi
 if has policy; then
   stamp "policy (${POLICY_SECONDS}s)"
   $PY scripts/train_demo.py --stages encode,policy --out "$V2/supervised" --workers "$WORKERS" \
-    --policy-seconds "$POLICY_SECONDS" $POLICY_ARGS
+    --policy-seconds "$POLICY_SECONDS" ${POLICY_INIT:+--policy-init "$POLICY_INIT"} $POLICY_ARGS
 fi
 if has eval; then
   stamp "evaluation of the supervised model"

@@ -41,6 +41,35 @@ def test_train_demo_smoke(tmp_path):
     bench_gt = json.loads((tmp_path / "bench.json").read_text())["ground_truth"]
     assert bench_gt["n"] == 4 and 0 <= bench_gt["strict_attribute_accuracy_mean"] <= 1  # 2 refs/family: family may miss
     assert bench_gt["quality"]["raw"]["empty"] == 0.0 and set(bench_gt["quality"]) == {"raw", "delivered"}
+    _warm_start(tmp_path, out, data)
+
+
+def _warm_start(tmp_path, init, data):
+    """--policy-init (issue #21's revised plan): the policy stage starts from a trained folder's
+    tokenizer and weights (lr 0 here, so the saved weights must be the init's exactly), and
+    refuses an init trained on another VQ-VAE's codes."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    for name in ("vqvae.safetensors", "vqvae_config.json"):
+        shutil.copy(init / name, warm / name)
+    cmd = [sys.executable, str(REPO / "scripts" / "train_demo.py"), "--smoke", "--stages", "policy", "--data", str(data),
+           "--policy-init", str(init), "--lr", "0"]  # fmt: skip
+    run = subprocess.run([*cmd, "--out", str(warm)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "warm start from" in run.stderr + run.stdout
+    assert (warm / "tokenizer.json").read_bytes() == (init / "tokenizer.json").read_bytes()
+    before, after = load_file(init / "model.safetensors"), load_file(warm / "model.safetensors")
+    assert before.keys() == after.keys() and all((before[k] == after[k]).all() for k in before)
+    assert json.loads((warm / "training_report.json").read_text())["policy"]["init"]["from"] == str(init)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "vqvae.safetensors").write_bytes(b"another VQ-VAE")
+    run = subprocess.run([*cmd, "--out", str(other)], capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0 and "codes of another VQ-VAE" in run.stderr
 
 
 def _rows(split="train"):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import load_split
+from .data import file_sha, load_split
 from .encode import load_codes
 from .report import Report, log
 from .schedule import cosine_lr
@@ -89,22 +89,53 @@ def policy_shape(args):
     )
 
 
+def check_init(args):
+    """The ``--policy-init`` folder, or None. Its policy speaks its own VQ-VAE's codes, so a warm
+    start is refused unless that VQ-VAE is the one this run trains on (byte for byte)."""
+    init = getattr(args, "policy_init", None)
+    if init is None:
+        return None
+    for name in ("model.safetensors", "tokenizer.json", "vqvae.safetensors"):
+        if not (init / name).is_file():
+            raise SystemExit(f"--policy-init {init}: no {name}; give a folder written by the policy stage (or models/demo)")
+    if not (args.out / "vqvae.safetensors").is_file():
+        raise SystemExit(f"{args.out} has no vqvae.safetensors: run the vqvae stage or copy the init's VQ-VAE there first")
+    if file_sha(init / "vqvae.safetensors") != file_sha(args.out / "vqvae.safetensors"):
+        raise SystemExit(
+            f"--policy-init {init} was trained on the codes of another VQ-VAE than {args.out / 'vqvae.safetensors'}; "
+            f"copy its vqvae.safetensors and vqvae_config.json into {args.out} (VQ_FROM= in train_demo_v2.sh), "
+            "or train the policy from scratch"
+        )
+    return init
+
+
 def stage_policy(args, device, report: Report) -> None:
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
     from ar3d.core.factory import build_tokenizer, policy_config
 
+    init = check_init(args)
     _, meta = load_split(args.data / "train.npz", args.limit)
     codes = load_codes(args, "train")
     t = time.time()
-    tok = build_tokenizer(tokenizer_corpus(meta), bpe_vocab=args.bpe_vocab, num_codes=args.codes)
+    if init is None:
+        tok = build_tokenizer(tokenizer_corpus(meta), bpe_vocab=args.bpe_vocab, num_codes=args.codes)
+    else:  # warm start: the init's tokenizer (byte-level BPE reads new wording too) and weights
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(init)
     ids, lengths, plens, fmts = build_sequences(tok, meta, codes)
     log(f"policy: tokenizer {len(tok)} tokens; {len(ids)} sequences, length {lengths.min()}..{lengths.max()} "
         f"(mean {lengths.mean():.0f}), prompts {plens.min()}..{plens.max()}; built in {time.time() - t:.0f}s")  # fmt: skip
 
-    config = policy_config(tok, policy_shape(args))
     torch.manual_seed(args.seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(device)
+    if init is None:
+        config = policy_config(tok, policy_shape(args))
+        model = Qwen2_5_VLForConditionalGeneration(config).to(device)
+    else:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32).to(device)
+        config = model.config
+        log(f"policy: warm start from {init}")
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     n_lm = sum(p.numel() for n, p in model.named_parameters() if "visual" not in n)
@@ -169,7 +200,9 @@ def stage_policy(args, device, report: Report) -> None:
     log(f"policy: {step} steps, {tokens_seen / 1e6:.1f} M tokens in {seconds:.0f}s; folder {size / 1e6:.1f} MB")
     fmt_counts = {FORMATS[f]: int((fmts == f).sum()) for f in range(3)}
     report.update("policy", {
-        "shape": vars(policy_shape(args)), "params": n_params, "params_language": n_lm,
+        "init": None if init is None else {"from": str(init), "model_sha256_16": file_sha(init / "model.safetensors")},
+        "shape": vars(policy_shape(args)) if init is None else "from the init's config.json",
+        "params": n_params, "params_language": n_lm,
         "tokenizer": {"bpe_vocab": args.bpe_vocab, "len": len(tok), "mesh_codes": args.codes},
         "vocab_size": config.text_config.vocab_size, "seed": args.seed, "steps": step,
         "seconds": round(seconds, 1), "tokens": tokens_seen, "batch": args.batch, "lr": args.lr,
