@@ -189,6 +189,11 @@ def _as_bool_grid(occupancy) -> np.ndarray:
     return grid != 0
 
 
+_CUBE = np.ones((3, 3, 3), bool)
+"""The 26-neighbourhood: connectivity of pieces, and the closings' structuring element."""
+_CUBE.flags.writeable = False
+
+
 def _clean(grid: np.ndarray, config: MeshConfig) -> np.ndarray:
     """Refuse hopeless grids and drop dust, before any morphology can glue dust to the object."""
     occupied = int(grid.sum())
@@ -203,7 +208,7 @@ def _clean(grid: np.ndarray, config: MeshConfig) -> np.ndarray:
             "surface shell never fills the grid, so the decode failed; resample the mesh tokens "
             "(or raise MeshConfig.max_fill_fraction for a genuinely solid input)"
         )
-    labels, n = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
+    labels, n = ndimage.label(grid, structure=_CUBE)
     sizes = np.bincount(labels.ravel())[1:]
     keep = sizes >= config.min_component_voxels
     if not keep.any():
@@ -242,20 +247,19 @@ def _solid_padded(grid: np.ndarray, config: MeshConfig) -> tuple[np.ndarray, int
     pad = max(config.closing_iterations, config.seal_iterations) + 1
     solid = np.pad(grid, pad)
     if config.fill_interior:
-        cube = np.ones((3, 3, 3), bool)
         closed = solid
         if config.closing_iterations:
-            closed = ndimage.binary_closing(solid, cube, config.closing_iterations)
+            closed = ndimage.binary_closing(solid, _CUBE, config.closing_iterations)
         filled = ndimage.binary_fill_holes(closed)
         if config.seal_iterations > config.closing_iterations:
             # The wider closing's cavity is interior the narrow closing missed (the shell leaks);
             # the bridges (voxels the wider closing adds) that touch that cavity plug the leaks.
             # Bridges elsewhere (across a ladder's rungs, a window) touch no cavity: not used.
-            sealed = ndimage.binary_closing(solid, cube, config.seal_iterations)
+            sealed = ndimage.binary_closing(solid, _CUBE, config.seal_iterations)
             cavity = ndimage.binary_fill_holes(sealed) & ~sealed & ~filled
             if cavity.any():
-                bridges, _ = ndimage.label(sealed & ~closed, cube)
-                touching = np.unique(bridges[ndimage.binary_dilation(cavity, cube) & (bridges > 0)])
+                bridges, _ = ndimage.label(sealed & ~closed, _CUBE)
+                touching = np.unique(bridges[ndimage.binary_dilation(cavity, _CUBE) & (bridges > 0)])
                 filled = ndimage.binary_fill_holes(filled | cavity | np.isin(bridges, touching))
         solid = filled | solid
     return solid, pad
