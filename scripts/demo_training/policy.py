@@ -203,7 +203,7 @@ def stage_policy(args, device, report: Report) -> None:
         "init": None if init is None else {"from": str(init), "model_sha256_16": file_sha(init / "model.safetensors")},
         "shape": vars(policy_shape(args)) if init is None else "from the init's config.json",
         "params": n_params, "params_language": n_lm,
-        "tokenizer": {"bpe_vocab": args.bpe_vocab, "len": len(tok), "mesh_codes": args.codes},
+        "tokenizer": {"bpe_vocab": args.bpe_vocab if init is None else "the init's", "len": len(tok), "mesh_codes": args.codes},
         "vocab_size": config.text_config.vocab_size, "seed": args.seed, "steps": step,
         "seconds": round(seconds, 1), "tokens": tokens_seen, "batch": args.batch, "lr": args.lr,
         "warmup": args.warmup, "schedule": "linear warmup, cosine to 10% over the time budget",
