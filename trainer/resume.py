@@ -18,7 +18,7 @@ from .checkpoint import CheckpointError, list_checkpoints
 
 IGNORED = ("checkpoint.", "logging.", "train.steps", "render.workers", "render.timeout_s", "render.max_retries",
            "render.threads_per_worker", "render.backend", "render.ray_address", "render.workers_per_node",
-           "render.python")  # fmt: skip
+           "render.python", "rewards.workers")  # fmt: skip
 
 
 def no_checkpoint_message(root: str | Path) -> str:

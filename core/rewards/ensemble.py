@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Reward, RewardBatch, RewardConfigError, SampleScore
+from .parallel import RewardWorkers
 
 
 @dataclass
@@ -98,6 +99,10 @@ class RewardConfig:
         there).
     judge: options of the shared judge HTTP client (``JudgeConfig``: base_url, timeouts,
         concurrency…); a term's own ``options.base_url`` overrides it for that judge.
+    workers: processes that score the rewards reading only the occupancy grid (procedural.*,
+        geometry.fill, geometry.not_flat), batches of 8 or more; None = min(8, CPUs − 1) shared
+        out between this machine's training processes; ≤ 1 = in the calling process. The scores
+        are the same either way (``ar3d.core.rewards.parallel``).
     """
 
     step1: list[TermConfig] = field(default_factory=paper_step1)
@@ -105,10 +110,14 @@ class RewardConfig:
     lam: float = 1.0
     missing: str = "sample"
     judge: dict[str, Any] = field(default_factory=dict)
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.missing not in ("sample", "skip_term"):
             raise RewardConfigError(f"rewards.missing must be 'sample' or 'skip_term', got {self.missing!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)):
+            raise RewardConfigError(f"rewards.workers must be a whole number (1 = no worker processes) or unset, "
+                                    f"got {self.workers!r}")  # fmt: skip
         for step in (self.step1, self.step2):
             names = [t.name for t in step]
             dup = {n for n in names if names.count(n) > 1}
@@ -193,6 +202,7 @@ class RewardEnsemble:
         self._context = registry.Context(judge=self.config.judge)
         self._rewards: dict[tuple, Reward] = {}
         self._given = dict(rewards or {})  # term name → a ready reward (tests, custom code)
+        self._workers = RewardWorkers(self.config.workers, self.config.judge)
         for term in (*self.config.step1, *self.config.step2):
             self.reward(term)  # fail at start-up, not in the middle of training
 
@@ -213,13 +223,26 @@ class RewardEnsemble:
         """Raise a clear error when a judge server the ensemble needs is down."""
         self._context.health_check()
 
+    def _parallel(self, term: TermConfig) -> bool:
+        """Worker processes can rebuild it from the registry, and it reads nothing but the grid."""
+        return term.name not in self._given and set(getattr(self.reward(term), "needs", {"views"})) <= {"occupancy"}
+
+    def _scores_in_workers(self, batch: RewardBatch) -> dict[str, list[SampleScore]]:
+        terms = [t for t in self.terms(batch.step) if self._parallel(t)]
+        if not terms or not self._workers.usable(len(batch)):
+            return {}
+        specs = [(t.reward, repr(sorted(t.options.items())), t.options) for t in terms]
+        scored = self._workers.score(specs, batch)
+        return {} if scored is None else {t.name: s for t, s in zip(terms, scored)}
+
     def score(self, batch: RewardBatch) -> StepScores:
         n = len(batch)
         terms: dict[str, list[SampleScore]] = {}
         contributions: dict[str, list[float | None]] = {}
+        from_workers = self._scores_in_workers(batch)
         for term in self.terms(batch.step):
             reward = self.reward(term)
-            scores = reward.score(batch)
+            scores = from_workers[term.name] if term.name in from_workers else reward.score(batch)
             if len(scores) != n:
                 raise RuntimeError(f"reward '{term.name}' returned {len(scores)} scores for {n} samples")
             div = reward.sub_scores if term.normalise else 1
@@ -248,6 +271,7 @@ class RewardEnsemble:
         return HiGRPORewards(r_high=s1.total, r_low=s2.total, r_high_tilde=tilde, lam=lam, step1=s1, step2=s2)
 
     def close(self) -> None:
+        self._workers.close()
         self._context.close()
 
     def __enter__(self) -> "RewardEnsemble":
