@@ -75,14 +75,16 @@ def stage_eval(args, device, report: Report) -> None:
         log(f"eval: cannot import the judge ({type(e).__name__}: {e}); saving codes only")
     wanted = [m["attributes"] for m in meta]
     if judge_ok:
-        gt_pred, _, gt_attrs, gt_strict, gt_q = judge(gt, fams, refs, args.workers, wanted, full=True)
-        results["ground_truth"] = score(meta, gt_pred, gt_attrs, gt_strict, gt_q)
-        rc_pred, _, rc_attrs, rc_strict, rc_q = judge(recon, fams, refs, args.workers, wanted, full=True)
-        results["vqvae_reconstruction"] = score(meta, rc_pred, rc_attrs, rc_strict, rc_q)
+        skip = getattr(args, "skip_reference_eval", False)
+        if not skip:
+            gt_pred, _, gt_attrs, gt_strict, gt_q = judge(gt, fams, refs, args.workers, wanted, full=True)
+            results["ground_truth"] = score(meta, gt_pred, gt_attrs, gt_strict, gt_q)
+            rc_pred, _, rc_attrs, rc_strict, rc_q = judge(recon, fams, refs, args.workers, wanted, full=True)
+            results["vqvae_reconstruction"] = score(meta, rc_pred, rc_attrs, rc_strict, rc_q)
         p1, best1, a1, s1, q1 = judge(occ1, fams, refs, args.workers, wanted, full=True)
         results["one_step"] = score(meta, p1, a1, s1, q1)
-        # The same, counted only on attributes the checker reads right on the ground truth.
-        results["one_step"]["attribute_accuracy_where_checker_right_on_gt"] = conditional_accuracy(meta, a1, gt_attrs)
+        if not skip:  # the same, counted only on attributes the checker reads right on the ground truth
+            results["one_step"]["attribute_accuracy_where_checker_right_on_gt"] = conditional_accuracy(meta, a1, gt_attrs)
         results["one_step"]["nearest_reference_iou_mean"] = float(best1.mean())
         results["one_step"]["empty_grids"] = int(sum(not o.any() for o in occ1))
         log("eval: one-step", json.dumps({k: results["one_step"][k] for k in ("family_accuracy", "attribute_accuracy_mean",
