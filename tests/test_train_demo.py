@@ -42,6 +42,20 @@ def test_train_demo_smoke(tmp_path):
     assert bench_gt["n"] == 4 and 0 <= bench_gt["strict_attribute_accuracy_mean"] <= 1  # 2 refs/family: family may miss
     assert bench_gt["quality"]["raw"]["empty"] == 0.0 and set(bench_gt["quality"]) == {"raw", "delivered"}
     _warm_start(tmp_path, out, data)
+    _skip_reference_eval(out, data, report["eval"])
+
+
+def _skip_reference_eval(out, data, full):
+    """--skip-reference-eval (train_demo_v2.sh's later evaluations): the policy's own numbers, the
+    same as with the reference grids judged, and no ground-truth or reconstruction sections."""
+    cmd = [sys.executable, str(REPO / "scripts" / "train_demo.py"), "--smoke", "--stages", "eval", "--data", str(data),
+           "--out", str(out), "--skip-reference-eval"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    again = json.loads((out / "training_report.json").read_text())["eval"]
+    assert "ground_truth" not in again and "vqvae_reconstruction" not in again
+    assert again["one_step"]["strict_attribute_accuracy_mean"] == full["one_step"]["strict_attribute_accuracy_mean"]
+    assert again["one_step"]["quality"] == full["one_step"]["quality"]
 
 
 def _warm_start(tmp_path, init, data):
