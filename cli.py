@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--two-step", action="store_true", help="Hi-GRPO two-step generation: plan → coarse, visual plan → refined")
     g.add_argument("--keep-coarse", action="store_true", help="with --two-step, also write the coarse mesh (*_coarse.*)")
     g.add_argument("--samples", type=_count, default=1, help="number of samples (files get _0, _1, … suffixes)")
+    g.add_argument("--best-of", type=_count, default=1,
+                   help="generate N candidates per sample and keep the best by --rank-rewards (default 1: no ranking)")
+    g.add_argument("--rank-rewards", help="with --best-of: a reward preset or TOML file that ranks the candidates "
+                                          "(default: demo_strict for the demo model, else geometry)")  # fmt: skip
     g.add_argument("--seed", type=int, help="random seed (default: random, recorded in the sidecar)")
     g.add_argument("--temperature", type=_temperature, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
     g.add_argument("--top-p", type=_top_p, default=d.top_p, help=f"default {d.top_p}")

@@ -52,6 +52,51 @@ def cmd_generate(args) -> int:
         note = demo_prompt_warning(args.prompt)
         if note:
             warn(note)
+    ranker = make_ranker(args, demo)  # before the model loads: a bad --rank-rewards fails in seconds
+    try:
+        return _generate(args, paths, sampling, demo, ranker)
+    finally:
+        if ranker is not None:
+            ranker.close()
+
+
+def make_ranker(args, demo: bool):
+    from ..core.hub import default_policy
+
+    best_of = getattr(args, "best_of", 1)
+    spec = getattr(args, "rank_rewards", None)
+    if best_of <= 1:
+        if spec:
+            warn("--rank-rewards does nothing without --best-of N (N > 1)")
+        return None
+    from ..core.rewards import RewardConfigError
+    from ..headless.ranking import REFERENCES_FILE, Ranker
+
+    spec = spec or ("demo_strict" if demo else "geometry")
+    refs = Path(str(args.model or default_policy())).expanduser() / REFERENCES_FILE
+    try:
+        return Ranker(spec, references=refs if refs.is_file() else None)
+    except RewardConfigError as e:
+        raise CliError(str(e)) from None
+
+
+def _rank(args, ranker, results: list, demo: bool) -> tuple[list, list[dict]]:
+    """Keep the best of each sample's ``--best-of`` candidates; per kept sample, what was ranked."""
+    from ..headless.ranking import best_of, prompt_metadata
+
+    kept, notes = best_of(ranker, args.prompt, 2 if args.two_step else 1, results, args.best_of,
+                          prompt_metadata(args.prompt) if demo else None)  # fmt: skip
+    if not args.quiet:
+        chosen = ", ".join(f"#{x['chosen']} ({_fmt(x['candidates'][x['chosen']]['score'])})" for x in notes)
+        print(f"ar3d: best of {args.best_of} by {ranker.spec}: kept {chosen} in {notes[0]['seconds']:.1f}s", file=sys.stderr)
+    return kept, notes
+
+
+def _fmt(score) -> str:
+    return "unscored" if score is None else f"score {score:.2f}"
+
+
+def _generate(args, paths, sampling, demo: bool, ranker) -> int:
     from ..core.mesh import MeshConfig, export_mesh, smoothing_passes
     from ..core.pipeline import TextTo3D
 
@@ -63,11 +108,13 @@ def cmd_generate(args) -> int:
     load_seconds = time.perf_counter() - t0
     bar = ProgressBar(not args.quiet)
     try:
-        out = pipe.generate(args.prompt, args.samples, args.two_step, sampling, args.seed, progress=bar)
+        out = pipe.generate(args.prompt, args.samples * getattr(args, "best_of", 1), args.two_step, sampling, args.seed,
+                            progress=bar)  # fmt: skip
     finally:
         bar.close()
+    results, ranked = (out.results, [None] * len(out.results)) if ranker is None else _rank(args, ranker, out.results, demo)
     failures = 0
-    for path, r in zip(paths, out.results):
+    for path, r, rank in zip(paths, results, ranked):
         sidecar = {
             "ar3d_version": __version__,
             "prompt": r.sample.prompt,
@@ -87,6 +134,8 @@ def cmd_generate(args) -> int:
             "diagnostics": out.generation.diagnostics,
             "mesh": None,
         }
+        if rank is not None:
+            sidecar["best_of"] = rank
         if r.mesh is None:
             failures += 1
             sidecar["error"] = r.error

@@ -7,7 +7,6 @@ snapshots taken under a lock, so a poll is cheap while the worker generates.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 
 from ..core.engine import GenerationCancelled, SamplingConfig
 from ..core.errors import Ar3dError
+from ..headless.ranking import Ranker  # noqa: F401  (the server's best-of-N; app.py imports it from here)
 
 log = logging.getLogger("ar3d.server")
 
@@ -103,88 +103,6 @@ class Job:
 
 def result_url(job_id: str, index: int) -> str:
     return f"/v1/jobs/{job_id}/results/{index}.glb"
-
-
-def bpy_available() -> bool:
-    return importlib.util.find_spec("bpy") is not None
-
-
-class Ranker:
-    """Best-of-N: scores every sample's final mesh (step 2 in two-step mode, else step 1) with a
-    reward ensemble. Rewards that read renders need Blender (bpy); without it they are dropped
-    with a warning rather than failing every job."""
-
-    def __init__(self, spec: str, views: bool | None = None):
-        from ..core.rewards import RewardConfig, RewardConfigError, RewardEnsemble
-        from ..core.rewards.ensemble import PRESETS
-
-        if spec in PRESETS:
-            config = RewardConfig.preset(spec)
-        elif Path(spec).is_file():
-            config = RewardConfig.from_toml(spec)
-        else:
-            raise RewardConfigError(
-                f"--rank-rewards '{spec}' is neither a preset ({', '.join(sorted(PRESETS))}) nor a TOML file"
-            )
-        self.ensemble = RewardEnsemble(config)
-        views = bpy_available() if views is None else views
-        kept: dict[str, list] = {}
-        dropped = set()
-        for step in (1, 2):
-            kept[f"step{step}"] = []
-            for term in self.ensemble.terms(step):
-                if "views" in self._needs(term) and not views:
-                    dropped.add(term.name)
-                else:
-                    kept[f"step{step}"].append(term)
-            if not kept[f"step{step}"]:
-                raise RewardConfigError(
-                    f"every ranking reward of step {step} in '{spec}' reads rendered views, and Blender (bpy) is "
-                    "not available: install bpy (pip install 'ar3d[render]') or rank with rewards that read "
-                    "meshes/occupancy (e.g. a TOML with geometry.fill, geometry.watertight)"
-                )
-        if dropped:
-            log.warning("ranking without the rewards that need renders (no bpy): %s", ", ".join(sorted(dropped)))
-        self.ensemble.config = replace(config, step1=kept["step1"], step2=kept["step2"])
-        self.needs = {n for s in (1, 2) for t in self.ensemble.terms(s) for n in self._needs(t)}
-        self.pool = None
-        if "views" in self.needs:
-            from ..headless.pool import PoolConfig, RenderPool
-            from ..headless.render_config import RenderConfig
-
-            self.pool = RenderPool(PoolConfig(workers=1), RenderConfig())
-
-    def _needs(self, term) -> set[str]:
-        return set(getattr(self.ensemble.reward(term), "needs", {"views"}))
-
-    def score(self, prompt: str, step: int, results: list) -> list[tuple[float | None, dict[str, float | None]]]:
-        """Per MeshResult: (total, {term: weighted contribution}); None where a term is missing."""
-        from ..core.rewards import RewardBatch
-
-        meshes = [r.mesh for r in results]
-        views = None
-        if self.pool is not None:
-            views = [None] * len(results)
-            todo = [i for i, m in enumerate(meshes) if m is not None]
-            for i, res in zip(todo, self.pool.map([meshes[i] for i in todo], self.pool.render_config)):
-                if res.ok:
-                    views[i] = res.result.images
-        batch = RewardBatch(
-            [prompt] * len(results),
-            plans=[r.sample.steps[-1].plan for r in results],
-            views=views,
-            meshes=meshes,
-            occupancy=[r.occupancy for r in results],
-            step=step,
-            step1_plans=[r.sample.steps[0].plan for r in results],
-        )
-        s = self.ensemble.score(batch)
-        return [(s.total[i], {name: c[i] for name, c in s.contributions.items()}) for i in range(len(results))]
-
-    def close(self) -> None:
-        self.ensemble.close()
-        if self.pool is not None:
-            self.pool.close()
 
 
 class JobManager:
