@@ -54,7 +54,7 @@ def cmd_generate(args) -> int:
             warn(note)
     ranker = make_ranker(args, demo)  # before the model loads: a bad --rank-rewards fails in seconds
     try:
-        return _generate(args, paths, sampling, demo, ranker)
+        return _generate(args, paths, sampling, ranker)
     finally:
         if ranker is not None:
             ranker.close()
@@ -75,17 +75,16 @@ def make_ranker(args, demo: bool):
     spec = spec or ("demo_strict" if demo else "geometry")
     refs = Path(str(args.model or default_policy())).expanduser() / REFERENCES_FILE
     try:
-        return Ranker(spec, references=refs if refs.is_file() else None)
+        return Ranker(spec, references=refs if refs.is_file() else None, read_prompts=demo)
     except RewardConfigError as e:
         raise CliError(str(e)) from None
 
 
-def _rank(args, ranker, results: list, demo: bool) -> tuple[list, list[dict]]:
+def _rank(args, ranker, results: list) -> tuple[list, list[dict]]:
     """Keep the best of each sample's ``--best-of`` candidates; per kept sample, what was ranked."""
-    from ..headless.ranking import best_of, prompt_metadata
+    from ..headless.ranking import best_of
 
-    kept, notes = best_of(ranker, args.prompt, 2 if args.two_step else 1, results, args.best_of,
-                          prompt_metadata(args.prompt) if demo else None)  # fmt: skip
+    kept, notes = best_of(ranker, args.prompt, 2 if args.two_step else 1, results, args.best_of)
     if not args.quiet:
         chosen = ", ".join(f"#{x['chosen']} ({_fmt(x['candidates'][x['chosen']]['score'])})" for x in notes)
         print(f"ar3d: best of {args.best_of} by {ranker.spec}: kept {chosen} in {notes[0]['seconds']:.1f}s", file=sys.stderr)
@@ -96,7 +95,7 @@ def _fmt(score) -> str:
     return "unscored" if score is None else f"score {score:.2f}"
 
 
-def _generate(args, paths, sampling, demo: bool, ranker) -> int:
+def _generate(args, paths, sampling, ranker) -> int:
     from ..core.mesh import MeshConfig, export_mesh, smoothing_passes
     from ..core.pipeline import TextTo3D
 
@@ -112,7 +111,7 @@ def _generate(args, paths, sampling, demo: bool, ranker) -> int:
                             progress=bar)  # fmt: skip
     finally:
         bar.close()
-    results, ranked = (out.results, [None] * len(out.results)) if ranker is None else _rank(args, ranker, out.results, demo)
+    results, ranked = (out.results, [None] * len(out.results)) if ranker is None else _rank(args, ranker, out.results)
     failures = 0
     for path, r, rank in zip(paths, results, ranked):
         sidecar = {

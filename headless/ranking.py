@@ -29,9 +29,13 @@ def bpy_available() -> bool:
 class Ranker:
     """Scores every sample's final mesh (step 2 in two-step mode, else step 1) with a reward
     ensemble: a preset name or a TOML file. ``references``: the ``.npz`` the procedural family
-    judge uses where a term names none (``model_dir / REFERENCES_FILE`` for the demo model)."""
+    judge uses where a term names none (``model_dir / REFERENCES_FILE`` for the demo model).
+    ``read_prompts``: give the rewards the family and counts the prompt names (the demo model's
+    prompts; see ``prompt_metadata``) where the caller passes no metadata."""
 
-    def __init__(self, spec: str, views: bool | None = None, references: str | Path | None = None):
+    def __init__(self, spec: str, views: bool | None = None, references: str | Path | None = None,
+                 read_prompts: bool = False):  # fmt: skip
+        self.read_prompts = read_prompts
         from ..core.rewards import RewardConfig, RewardConfigError, RewardEnsemble
         from ..core.rewards.ensemble import PRESETS
 
@@ -86,6 +90,8 @@ class Ranker:
         attributes, e.g. from ``ar3d.procedural.read_caption``), the same for every result."""
         from ..core.rewards import RewardBatch
 
+        if metadata is None and self.read_prompts:
+            metadata = prompt_metadata(prompt)
         meshes = [r.mesh for r in results]
         views = None
         if self.pool is not None:

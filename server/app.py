@@ -11,6 +11,7 @@ import hmac
 import logging
 import sys
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Path as PathParam, Request, Security
@@ -449,8 +450,15 @@ def serve(args) -> int:
         import uvicorn
     except ImportError:
         raise ServerConfigError("ar3d serve needs uvicorn: pip install 'ar3d[serve]'") from None
-    ranker = Ranker(config.rank_rewards, config.rank_views) if config.rank_rewards else None  # fail before the load
-    from ..core.hub import is_demo_model
+    from ..core.hub import default_policy, is_demo_model
+    from ..headless.ranking import REFERENCES_FILE
+
+    ranker = None
+    if config.rank_rewards:  # fail before the load; the demo model ships its family judge's references
+        folder = Path(str(args.model or default_policy())).expanduser()
+        refs = folder / REFERENCES_FILE
+        ranker = Ranker(config.rank_rewards, config.rank_views, references=refs if refs.is_file() else None,
+                        read_prompts=is_demo_model(folder))  # fmt: skip
     from ..core.pipeline import TextTo3D
 
     print("ar3d: loading the model …", file=sys.stderr)
