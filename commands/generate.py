@@ -75,7 +75,7 @@ def make_ranker(args, demo: bool):
     spec = spec or ("demo_strict" if demo else "geometry")
     refs = Path(str(args.model or default_policy())).expanduser() / REFERENCES_FILE
     try:
-        return Ranker(spec, references=refs if refs.is_file() else None, read_prompts=demo)
+        return Ranker(spec, references=refs if refs.is_file() else None, read_prompts=demo, workers=1)
     except RewardConfigError as e:
         raise CliError(str(e)) from None
 

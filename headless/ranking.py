@@ -31,11 +31,12 @@ class Ranker:
     ensemble: a preset name or a TOML file. ``references``: the ``.npz`` the procedural family
     judge uses where a term names none (``model_dir / REFERENCES_FILE`` for the demo model).
     ``read_prompts``: give the rewards the family and counts the prompt names (the demo model's
-    prompts; see ``prompt_metadata``) where the caller passes no metadata."""
+    prompts; see ``prompt_metadata``) where the caller passes no metadata. ``workers``: reward
+    worker processes where the config sets none (``RewardConfig.workers``; a one-shot command
+    scores a handful of candidates faster in its own process than it starts workers)."""
 
     def __init__(self, spec: str, views: bool | None = None, references: str | Path | None = None,
-                 read_prompts: bool = False):  # fmt: skip
-        self.read_prompts = read_prompts
+                 read_prompts: bool = False, workers: int | None = None):  # fmt: skip
         from ..core.rewards import RewardConfig, RewardConfigError, RewardEnsemble
         from ..core.rewards.ensemble import PRESETS
 
@@ -51,7 +52,9 @@ class Ranker:
             for term in (*config.step1, *config.step2):
                 if term.reward == "procedural.family" and "references" not in term.options:
                     term.options = dict(term.options, references=str(references))
-        self.spec = spec
+        if config.workers is None:
+            config.workers = workers
+        self.spec, self.read_prompts = spec, read_prompts
         self.ensemble = RewardEnsemble(config)
         views = bpy_available() if views is None else views
         kept: dict[str, list] = {}

@@ -23,8 +23,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..core.prompts import MAX_PROMPT_CHARS
+from ..headless.ranking import REFERENCES_FILE, Ranker
 from .config import MAX_SAMPLES, ServerConfig, ServerConfigError, check_port_free
-from .jobs import TOKENS_TOTAL, JobManager, JobNotFound, JobParams, QueueFull, Ranker, ShuttingDown
+from .jobs import TOKENS_TOTAL, JobManager, JobNotFound, JobParams, QueueFull, ShuttingDown
 
 log = logging.getLogger("ar3d.server")
 
@@ -451,7 +452,6 @@ def serve(args) -> int:
     except ImportError:
         raise ServerConfigError("ar3d serve needs uvicorn: pip install 'ar3d[serve]'") from None
     from ..core.hub import default_policy, is_demo_model
-    from ..headless.ranking import REFERENCES_FILE
 
     ranker = None
     if config.rank_rewards:  # fail before the load; the demo model ships its family judge's references

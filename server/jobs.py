@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.engine import GenerationCancelled, SamplingConfig
 from ..core.errors import Ar3dError
-from ..headless.ranking import Ranker  # noqa: F401  (the server's best-of-N; app.py imports it from here)
+from ..headless.ranking import Ranker
 
 log = logging.getLogger("ar3d.server")
 
