@@ -80,7 +80,7 @@ fi
 # The ground truth and the VQ-VAE's reconstructions are judged once, with the first model evaluated.
 skip=(); [ -n "$BEFORE" ] && skip=(--skip-reference-eval)
 if has eval; then
-  # next to Hi-GRPO (whose rewards and meshing take 16 processes) it gets a quarter of the CPUs
+  # next to Hi-GRPO (its reward workers take half the CPUs) it gets a quarter of them
   workers=$WORKERS; has rl && workers=$((WORKERS / 4))
   evaluate "$V2/supervised" "$workers" "${skip[@]}"
   skip=(--skip-reference-eval)
