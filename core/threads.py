@@ -59,6 +59,13 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def helper_processes() -> int:
+    """Worker processes for CPU-side work next to training (meshing, grid rewards): min(8, CPUs − 1),
+    shared out between this machine's training processes (``LOCAL_WORLD_SIZE``); ≤ 1 means none."""
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return min(8, ((os.cpu_count() or 1) - 1) // local)
+
+
 def libgomp_loaded() -> bool:
     """Whether an OpenMP runtime is already in this process (then its wait policy is fixed)."""
     if "torch" in sys.modules:

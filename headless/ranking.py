@@ -122,10 +122,15 @@ class Ranker:
             self.pool.close()
 
 
+def rank_order(score: float | None, index: int) -> tuple:
+    """Sort key, best first: unscored ones (a missing term, no mesh) last; ties keep sample order,
+    so a fixed seed gives a fixed choice."""
+    return score is None, -(score or 0.0), index
+
+
 def best_index(scores: list[float | None]) -> int:
-    """The best-scoring candidate; unscored ones (a missing term, no mesh) only if all are; ties
-    go to the earliest, so a fixed seed gives a fixed choice."""
-    return min(range(len(scores)), key=lambda i: (scores[i] is None, -(scores[i] or 0.0), i))
+    """The best-scoring candidate (``rank_order``)."""
+    return min(range(len(scores)), key=lambda i: rank_order(scores[i], i))
 
 
 def prompt_metadata(prompt: str) -> dict | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.engine import GenerationCancelled, SamplingConfig
 from ..core.errors import Ar3dError
-from ..headless.ranking import Ranker
+from ..headless.ranking import Ranker, rank_order
 
 log = logging.getLogger("ar3d.server")
 
@@ -319,8 +319,7 @@ class JobManager:
             else:
                 for res, (score, scores) in zip(results, scored):
                     res.score, res.scores = score, scores
-                # Best first; unscored (missing term, no mesh) last; ties keep sample order.
-                results.sort(key=lambda res: (res.score is None, -(res.score or 0.0), res.index))
+                results.sort(key=lambda res: rank_order(res.score, res.index))
         with self._cond:
             job.plans = [r.sample.plans for r in out.results]
             if job.cancel.is_set():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +31,7 @@ from ..core.mesh import mesh_or_reason
 from ..core.pipeline import TextTo3D
 from ..core.policy import Sample, StepOutput
 from ..core.rewards import RewardBatch, RewardEnsemble
+from ..core.threads import helper_processes
 
 
 def reward_needs(ensemble: RewardEnsemble) -> set[str]:
@@ -99,10 +99,7 @@ class MeshWorkers:
     that, with a warning, rather than failing the step."""
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is None:
-            local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-            workers = min(8, ((os.cpu_count() or 1) - 1) // local)
-        self.workers = workers
+        self.workers = helper_processes() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, grids: list, config) -> list[tuple[Any | None, str | None]]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
 
+from ..threads import helper_processes
 from .base import RewardBatch, SampleScore
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,6 @@ log = logging.getLogger(__name__)
 MIN_PARALLEL_SAMPLES = 8
 
 _WORKER_REWARDS: dict[tuple, Any] = {}  # in a worker: (name, options repr) → the built reward
-
-
-def default_workers() -> int:
-    """min(8, CPUs − 1), shared out between the training processes of this machine."""
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(1, min(8, ((os.cpu_count() or 1) - 1) // local))
 
 
 def _score_chunk(specs: list[tuple[str, str, dict]], judge: dict, fields: dict) -> list[list[SampleScore]]:
@@ -66,7 +60,7 @@ class RewardWorkers:
     """A process pool for the occupancy-only rewards of an ensemble (``workers`` ≤ 1: none)."""
 
     def __init__(self, workers: int | None = None, judge: dict | None = None) -> None:
-        self.workers = default_workers() if workers is None else int(workers)
+        self.workers = helper_processes() if workers is None else int(workers)
         self.judge = dict(judge or {})
         self._pool: ProcessPoolExecutor | None = None
 
