@@ -45,14 +45,15 @@ def cmd_generate(args) -> int:
         warn("--keep-coarse does nothing without --two-step (one-step generation makes no coarse mesh)")
     if args.quiet:
         silence_progress_bars()
-    demo = is_demo_model(Path(str(args.model or default_policy())).expanduser())
+    model_dir = Path(str(args.model or default_policy())).expanduser()
+    demo = is_demo_model(model_dir)
     if demo:
         print("ar3d: using the bundled demo model (procedural shapes only); pass --model or set "
               "AR3D_MODEL for ShapeLLM-Omni / AR3D-R1", file=sys.stderr)  # fmt: skip
         note = demo_prompt_warning(args.prompt)
         if note:
             warn(note)
-    ranker = make_ranker(args, demo)  # before the model loads: a bad --rank-rewards fails in seconds
+    ranker = make_ranker(args, model_dir, demo)  # before the model loads: a bad --rank-rewards fails in seconds
     try:
         return _generate(args, paths, sampling, ranker)
     finally:
@@ -60,9 +61,7 @@ def cmd_generate(args) -> int:
             ranker.close()
 
 
-def make_ranker(args, demo: bool):
-    from ..core.hub import default_policy
-
+def make_ranker(args, model_dir: Path, demo: bool):
     best_of = getattr(args, "best_of", 1)
     spec = getattr(args, "rank_rewards", None)
     if best_of <= 1:
@@ -70,12 +69,10 @@ def make_ranker(args, demo: bool):
             warn("--rank-rewards does nothing without --best-of N (N > 1)")
         return None
     from ..core.rewards import RewardConfigError
-    from ..headless.ranking import REFERENCES_FILE, Ranker
+    from ..headless.ranking import Ranker
 
-    spec = spec or ("demo_strict" if demo else "geometry")
-    refs = Path(str(args.model or default_policy())).expanduser() / REFERENCES_FILE
     try:
-        return Ranker(spec, references=refs if refs.is_file() else None, read_prompts=demo, workers=1)
+        return Ranker.for_model(spec or ("demo_strict" if demo else "geometry"), model_dir, workers=1)
     except RewardConfigError as e:
         raise CliError(str(e)) from None
 

@@ -83,6 +83,17 @@ class Ranker:
 
             self.pool = RenderPool(PoolConfig(workers=1), RenderConfig())
 
+    @classmethod
+    def for_model(cls, spec: str, model_dir: str | Path, views: bool | None = None,
+                  workers: int | None = None) -> "Ranker":  # fmt: skip
+        """A ranker for the policy in ``model_dir``: its shipped judge references where it has them,
+        and, for the bundled demo model, the family and counts its prompts name."""
+        from ..core.hub import is_demo_model
+
+        refs = Path(model_dir) / REFERENCES_FILE
+        return cls(spec, views, references=refs if refs.is_file() else None, read_prompts=is_demo_model(Path(model_dir)),
+                   workers=workers)  # fmt: skip
+
     def _needs(self, term) -> set[str]:
         return set(getattr(self.ensemble.reward(term), "needs", {"views"}))
 

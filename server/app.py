@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..core.prompts import MAX_PROMPT_CHARS
-from ..headless.ranking import REFERENCES_FILE, Ranker
+from ..headless.ranking import Ranker
 from .config import MAX_SAMPLES, ServerConfig, ServerConfigError, check_port_free
 from .jobs import TOKENS_TOTAL, JobManager, JobNotFound, JobParams, QueueFull, ShuttingDown
 
@@ -454,11 +454,9 @@ def serve(args) -> int:
     from ..core.hub import default_policy, is_demo_model
 
     ranker = None
-    if config.rank_rewards:  # fail before the load; the demo model ships its family judge's references
+    if config.rank_rewards:  # fail before the load
         folder = Path(str(args.model or default_policy())).expanduser()
-        refs = folder / REFERENCES_FILE
-        ranker = Ranker(config.rank_rewards, config.rank_views, references=refs if refs.is_file() else None,
-                        read_prompts=is_demo_model(folder))  # fmt: skip
+        ranker = Ranker.for_model(config.rank_rewards, folder, config.rank_views)
     from ..core.pipeline import TextTo3D
 
     print("ar3d: loading the model …", file=sys.stderr)
