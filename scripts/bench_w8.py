@@ -4,6 +4,7 @@ Each matrix of a Qwen2.5-VL-7B layer (q, k, v, o, gate, up, down) and `lm_head`,
 (8-bit: q/k/v and gate/up fused, as `quantize_model` stores them),
 timed inside a CUDA graph of 100 products (no launch overhead), next to its floor (bytes / copy
 bandwidth). Says where an 8-bit decode step's time goes, matrix by matrix (BENCHMARKS.md).
+`scripts/sweep_w8.py` times other launch configs of the kernel at these shapes for 1–16 rows.
 
     python scripts/bench_w8.py --out bench_w8.json     # GPU
 """

@@ -171,6 +171,56 @@ def test_kernel_equals_dequantized_product(precision, m, n, k):
     assert torch.allclose(got, ref, rtol=2e-2, atol=2e-2 * ref.abs().mean().item())
 
 
+def test_w8_config_table_defaults_to_autotune(monkeypatch):
+    """Launch configs pinned per (row bucket, N, K): the table is empty by default (every call keeps
+    the autotuned kernels), rows round up to a power of two, AR3D_W8_TUNED=0 ignores entries,
+    and a config that cannot run is refused before any launch."""
+    from ar3d.core import _w8_configs as C
+
+    assert C.TUNED == {} and C.tuned_config(8, 37888, 3584) is None
+    assert [C.row_bucket(m) for m in (1, 2, 3, 5, 8, 9, 16, 17)] == [1, 2, 4, 8, 8, 16, 16, 0]
+    cfg = C.W8Config("swap", 64, 128, num_warps=4, num_stages=4, split_k=2)
+    monkeypatch.setitem(C.TUNED, (8, 37888, 3584), cfg)
+    assert C.tuned_config(6, 37888, 3584) == cfg and C.tuned_config(9, 37888, 3584) is None
+    assert C.tuned_config(8, 4608, 3584) is None
+    monkeypatch.setenv("AR3D_W8_TUNED", "0")
+    assert C.tuned_config(8, 37888, 3584) is None
+    assert cfg.block_m(3) == 16 and C.W8Config("fma", 8, 128).block_m(3) == 4
+    C.W8Config("fma", 8, 128).check_rows(16)
+    for bad_rows, kind in ((1, "fma"), (2, "gemv"), (17, "dot")):
+        with pytest.raises(ValueError):
+            C.W8Config(kind, 16, 128).check_rows(bad_rows)
+    for bad in (dict(kind="mma"), dict(block_n=24), dict(block_k=8), dict(split_k=0), dict(kind="gemv", split_k=2)):
+        with pytest.raises(ValueError):
+            C.W8Config(**({"kind": "dot", "block_n": 16, "block_k": 128} | bad))
+
+
+@gpu
+@pytest.mark.parametrize("precision", ["fp8", "int8"])
+@pytest.mark.parametrize("cfg", [("gemv", 16, 256, 4, 3, 1), ("dot", 32, 128, 4, 4, 1), ("dot", 16, 256, 4, 4, 3),
+                                 ("swap", 64, 128, 4, 4, 1), ("swap", 64, 64, 4, 3, 4), ("fma", 8, 128, 4, 3, 1),
+                                 ("fma", 4, 256, 4, 3, 2)])  # fmt: skip
+def test_fixed_launch_equals_dequantized_product(precision, cfg):
+    """Every launch kind `scripts/sweep_w8.py` tries (and `TUNED` may pin) computes the same product,
+    with a bias, ragged N and K, and K split into slices."""
+    from ar3d.core._w8_configs import W8Config
+    from ar3d.core._w8_kernel import w8_linear
+
+    if precision == "fp8" and not FP8:
+        pytest.skip("fp8 needs compute capability 8.9+")
+    cfg = W8Config(*cfg)
+    torch.manual_seed(0)
+    for m, n, k in ((1, 200, 1001), (3, 200, 1001), (8, 96, 512), (16, 130, 300)):
+        if (m == 1) != (cfg.kind == "gemv"):
+            continue
+        lin = torch.nn.Linear(k, n, bias=True).cuda().to(torch.bfloat16)
+        ql = QuantLinear.from_linear(lin, precision)
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        ref = x.float() @ dequantize_weight(ql.weight, ql.weight_scale).T + lin.bias.float()
+        got = w8_linear(x, ql.weight, ql.weight_scale, ql.bias, config=cfg).float()
+        assert torch.allclose(got, ref, rtol=2e-2, atol=2e-2 * ref.abs().mean().item()), (m, n, k)
+
+
 def _demo(precision):
     policy = Policy.load(None, device="cuda", precision=precision)
     assert policy.precision == precision
