@@ -21,6 +21,8 @@ All but "gemv" may split K over `split_k` programs per column block (fp32 partia
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from dataclasses import asdict, dataclass
 
@@ -83,8 +85,24 @@ def row_bucket(rows: int) -> int:
 TUNED: dict[tuple[int, int, int], W8Config] = {}
 
 
+@functools.lru_cache(maxsize=4)
+def load_tuned(path: str) -> dict[tuple[int, int, int], W8Config]:
+    """A table written by `scripts/sweep_w8.py --tuned-out`: tune on your own GPU without editing code."""
+    try:
+        entries = json.loads(open(path).read())
+        return {(int(e["rows"]), int(e["n"]), int(e["k"])): W8Config(**e["config"]) for e in entries}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"AR3D_W8_TUNED_FILE={path}: not a table from scripts/sweep_w8.py --tuned-out ({err}); "
+                         "rerun the sweep or unset the variable") from err
+
+
 def tuned_config(rows: int, n: int, k: int) -> W8Config | None:
-    """The pinned launch for this product, or None (autotune). AR3D_W8_TUNED=0 ignores the table."""
-    if not TUNED or os.environ.get("AR3D_W8_TUNED", "1") == "0":
+    """The pinned launch for this product, or None (autotune).
+
+    AR3D_W8_TUNED=0 ignores the table; AR3D_W8_TUNED_FILE=path replaces it with a sweep's table.
+    """
+    if os.environ.get("AR3D_W8_TUNED", "1") == "0":
         return None
-    return TUNED.get((row_bucket(rows), n, k))
+    path = os.environ.get("AR3D_W8_TUNED_FILE")
+    table = load_tuned(path) if path else TUNED
+    return table.get((row_bucket(rows), n, k)) if table else None

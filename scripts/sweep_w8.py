@@ -180,6 +180,8 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, help="write every measurement here (rewritten after each row count)")
     ap.add_argument("--rows", nargs="+", type=int, default=[8, 1, 4, 16, 2],
                     help="row counts, in the order swept (the target, 8, first)")  # fmt: skip
+    ap.add_argument("--tuned-out", type=Path,
+                    help="write the entries worth pinning as a table for AR3D_W8_TUNED_FILE")  # fmt: skip
     ap.add_argument("--precision", default="fp8", choices=["fp8", "int8"])
     ap.add_argument("--shapes", nargs="+", help="matrix names (default: those an 8-bit decode step runs)")
     ap.add_argument("--kinds", nargs="+", help="only these launch kinds (gemv dot swap fma)")
@@ -253,13 +255,16 @@ def main(argv=None):
             args.json.write_text(json.dumps(out, indent=1))
     if fatal:
         print(f"stopped early: the device failed ({fatal})", flush=True)
-    report(out, mats)
+    entries = report(out, mats)
+    if args.tuned_out:
+        args.tuned_out.write_text(json.dumps(entries, indent=1))
+        print(f"wrote {args.tuned_out} ({len(entries)} entries): AR3D_W8_TUNED_FILE={args.tuned_out} uses them")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")
 
 
-def report(out: dict, mats: list) -> None:
+def report(out: dict, mats: list) -> list[dict]:
     """Rows vs one row for the whole token, and the table entries worth pinning (≥ 3% faster)."""
     one = out["rows"].get("1", {}).get("token")
     print("\n=== linears of one token: rows vs 1 row (target for 8 rows ≤ 1.1×) ===")
@@ -274,19 +279,21 @@ def report(out: dict, mats: list) -> None:
               f"({t['floor_s'] / t['best_s']:.0%} of floor){ratio}")  # fmt: skip
     from ar3d.core._w8_configs import row_bucket
 
-    lines = []  # keyed by the table's row bucket (the rows swept are powers of two by default)
+    lines, entries = [], []  # keyed by the table's row bucket (the rows swept are powers of two by default)
     for rows, r in sorted(out["rows"].items(), key=lambda kv: int(kv[0])):
         for mat in mats:
             s = r["per_shape"].get(mat.name)
             if not s or not s.get("best") or not s["default"]["ok"] or s["best"]["us"] > 0.97 * s["default"]["us"]:
                 continue
             c, b = s["best"]["config"], s["best"]
+            entries.append({"rows": row_bucket(int(rows)), "n": mat.n, "k": mat.k, "config": c})
             lines.append(f'    ({row_bucket(int(rows))}, {mat.n}, {mat.k}): W8Config("{c["kind"]}", {c["block_n"]}, {c["block_k"]}, '
                          f'num_warps={c["num_warps"]}, num_stages={c["num_stages"]}, split_k={c["split_k"]}),'
                          f'  # {mat.name} at {rows} rows: {b["us"]:.1f} us vs {s["default"]["us"]:.1f} autotuned')  # fmt: skip
     out["tuned_entries"] = lines
     print(f"\n# TUNED entries for core/_w8_configs.py ({out['precision']}, {out['device']}, {out['date']}):")
     print("\n".join(lines) if lines else "# (none ≥ 3% faster than the autotuned default)", flush=True)
+    return entries
 
 
 if __name__ == "__main__":

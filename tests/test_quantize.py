@@ -4,7 +4,10 @@ the Triton kernel, CUDA-graph capture and greedy agreement with bf16 on the demo
 The CPU tests run everywhere; the CUDA ones run on a lent GPU machine (they need Triton and,
 for fp8, compute capability 8.9+)."""
 
+import json
+
 import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -194,6 +197,23 @@ def test_w8_config_table_defaults_to_autotune(monkeypatch):
         with pytest.raises(ValueError):
             C.W8Config(**({"kind": "dot", "block_n": 16, "block_k": 128} | bad))
 
+
+
+def test_w8_tuned_file_replaces_the_table(tmp_path, monkeypatch):
+    """AR3D_W8_TUNED_FILE loads a sweep's --tuned-out table (tuning a GPU needs no code edit);
+    a file that is not one is refused naming the variable and the fix."""
+    from ar3d.core import _w8_configs as C
+
+    good = tmp_path / "tuned.json"
+    cfg = {"kind": "fma", "block_n": 32, "block_k": 128, "num_warps": 4, "num_stages": 3, "split_k": 2}
+    good.write_text(json.dumps([{"rows": 8, "n": 4608, "k": 3584, "config": cfg}]))
+    monkeypatch.setenv("AR3D_W8_TUNED_FILE", str(good))
+    assert C.tuned_config(5, 4608, 3584) == C.W8Config(**cfg) and C.tuned_config(1, 4608, 3584) is None
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"rows": 8, "config": cfg}]))
+    monkeypatch.setenv("AR3D_W8_TUNED_FILE", str(bad))
+    with pytest.raises(ValueError, match="AR3D_W8_TUNED_FILE=.*sweep_w8"):
+        C.tuned_config(8, 4608, 3584)
 
 @gpu
 @pytest.mark.parametrize("precision", ["fp8", "int8"])
