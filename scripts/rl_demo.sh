@@ -5,6 +5,7 @@
 #                               #      PROMPTS=32 GROUP=8 LR=5e-5 TEMPERATURE=0.7 EXTRA=0
 #                               #      EVAL_N=1000 EVAL_TWO_STEP_N=1000 REWARDS=lenient|strict
 #                               #      START=models/demo (the policy folder to fine-tune, with its VQ-VAE)
+#                               #      RL_PROMPTS=file.jsonl (prompts made earlier by rl_prompts.py: no train.jsonl needed)
 # Needs data/demo/{train.jsonl,test.npz,refs.npz} (scripts/make_demo_data.sh) and trimesh for
 # the family judge. Prompts: the training rows with a count-like attribute (scripts/rl_prompts.py
 # says why). Rewards: the prompt's family and attributes checked on the decoded grid + the fill
@@ -37,7 +38,12 @@ else
 fi
 
 if [[ ",$STAGES," == *,train,* ]]; then
-  "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl"
+  mkdir -p "$RUN"
+  if [ -n "${RL_PROMPTS:-}" ]; then
+    cp "$RL_PROMPTS" "$RUN/rl_prompts.jsonl"  # saves making the 20k-shape train split on a GPU machine
+  else
+    "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl"
+  fi
   timeout -s INT --kill-after=120 "$BUDGET" "$PY" -m ar3d.cli train --config trainer/configs/demo.toml \
     --set model.policy="$START" \
     --set data.path="$RUN/rl_prompts.jsonl" --set "rewards.step1=$rewards" --set "rewards.step2=$rewards" \
