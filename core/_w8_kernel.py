@@ -302,9 +302,7 @@ def w8_linear(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch
         grid_s = lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), split)  # noqa: E731
         _w8_matmul_split_k[grid_s](x2, q, partial, M, N, K, k_per_split, x2.stride(0), q.stride(0),
                                    BLOCK_M=16, SPLIT_K=split)  # fmt: skip
-        block = 1024
-        _split_k_reduce[(triton.cdiv(M * N, block),)](partial, scale, bias_or_any, y, M, N, y.stride(0),
-                                                      HAS_BIAS=bias is not None, SPLIT_K=split, BLOCK=block)  # fmt: skip
+        _reduce(partial, scale, bias_or_any, y, bias is not None)
         return y.reshape(*shape[:-1], N).to(x.dtype)
     block_m = 16 if M <= 16 else 64  # decode fits one tile; prefill tiles M
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, block_m))  # noqa: E731
