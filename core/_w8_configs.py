@@ -1,22 +1,16 @@
 """Fixed launch configs for the 8-bit kernel (`_w8_kernel`), chosen per row bucket and shape.
 
 By default the kernel autotunes: a GEMV for one row, a 16-row tensor-core dot for 2–16 rows
-(split-K ×4 when K ≥ 4 N). A group of 8 rows decoded at 1.27× one row's time on an H100
-(BENCHMARKS.md, issue #20), so `scripts/sweep_w8.py` times other launches per row count and
-prints `TUNED` entries to paste below. An entry replaces the autotuned launch for its
-(row bucket, N, K); shapes and row counts without one keep today's kernels. Kept free of Triton
-so CPU code and tests can read and check the table.
+(split-K ×4 when K ≥ 4 N). An entry in `TUNED` pins the launch (tile, warps, stages, K split)
+for its (row bucket, N, K); shapes and row counts without one keep the autotuned kernels.
+`scripts/sweep_w8.py` times launches per row count on a GPU and prints entries to paste below.
+Kept free of Triton so CPU code and tests can read and check the table.
 
-Kinds:
-- "gemv": the one-row kernel with a fixed tile (M = 1 only).
-- "dot": today's several-row kernel (x tile of 16 rows · W tileᵀ on tensor cores).
-- "swap": the product transposed, W tile · x tileᵀ: the weight is the dot's tall left operand
-  (BLOCK_N rows, so Hopper's warpgroup MMA can apply) and the rows of x, padded to 16, the
-  narrow right one.
-- "fma": no tensor cores: the GEMV's loop with BLOCK_M = next power of two ≥ M rows of x; each
-  weight tile is widened to fp32 once and multiplied into every row (broadcast-multiply, one
-  reduction at the end).
-All but "gemv" may split K over `split_k` programs per column block (fp32 partials + a reduce).
+Kinds: "gemv", the one-row kernel (M = 1 only); "dot", the several-row tensor-core kernel
+(x tile of 16 rows · W tileᵀ), which may split K over `split_k` programs per column block
+(fp32 partials + a reduce). Two other kinds were swept on an H100 on 2026-12-07 and deleted
+because they never won at any row count or shape: the dot transposed (weight as the tall
+operand, 4–35% slower) and a tensor-core-free multi-row GEMV (up to 9× slower).
 """
 
 from __future__ import annotations
@@ -26,7 +20,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-KINDS = ("gemv", "dot", "swap", "fma")
+KINDS = ("gemv", "dot")
 MAX_ROWS = 16  # fixed configs cover decoding (1–16 rows); prefill keeps the autotuned tiles
 
 
@@ -48,14 +42,10 @@ class W8Config:
             v = getattr(self, name)
             if v < 1 or v & (v - 1):
                 raise ValueError(f"W8Config {name}={v}: a power of two")
-        if self.kind in ("dot", "swap") and (self.block_k < 16 or (self.kind == "swap" and self.block_n < 16)):
+        if self.kind == "dot" and self.block_k < 16:
             raise ValueError(f"W8Config {self}: tensor-core dots need tiles of at least 16")
         if self.num_stages < 1 or self.split_k < 1 or (self.kind == "gemv" and self.split_k != 1):
             raise ValueError(f"W8Config {self}: num_stages ≥ 1, split_k ≥ 1 (1 for gemv)")
-
-    def block_m(self, rows: int) -> int:
-        """Rows per tile: 16 for tensor-core dots (their smallest tile), else the next power of two."""
-        return 16 if self.kind in ("dot", "swap") else next_pow2(rows)
 
     def check_rows(self, rows: int) -> None:
         if rows < 1 or rows > MAX_ROWS or (rows == 1) != (self.kind == "gemv"):
@@ -79,10 +69,17 @@ def row_bucket(rows: int) -> int:
     return next_pow2(rows) if rows <= MAX_ROWS else 0
 
 
-# (row bucket, N, K) -> config. Empty: every shape keeps the autotuned kernels (today's behaviour).
-# Paste `scripts/sweep_w8.py`'s printed entries here, e.g.
-#   (8, 37888, 3584): W8Config("swap", 64, 128, num_warps=4, num_stages=4),
-TUNED: dict[tuple[int, int, int], W8Config] = {}
+# (row bucket, N, K) -> config; every other product autotunes. From `scripts/sweep_w8.py` on an
+# H100 80GB HBM3, 2026-12-07 (fp8, 7B shapes; BENCHMARKS.md "8-bit weights"): only the fused
+# q/k/v matrix (N = 4608, too few columns for the autotuned 16-wide tiles to fill 132 SMs
+# without a K split) and o at 16 rows gained; the other matrices were within 2% of autotuning.
+TUNED: dict[tuple[int, int, int], W8Config] = {
+    (2, 4608, 3584): W8Config("dot", 32, 128, num_warps=4, num_stages=5, split_k=4),  # qkv: 11.6 µs vs 14.0 autotuned
+    (4, 4608, 3584): W8Config("dot", 32, 128, num_warps=4, num_stages=5, split_k=4),  # qkv: 11.7 µs vs 14.3
+    (8, 4608, 3584): W8Config("dot", 32, 128, num_warps=4, num_stages=5, split_k=4),  # qkv: 11.7 µs vs 14.0
+    (16, 4608, 3584): W8Config("dot", 32, 128, num_warps=4, num_stages=5, split_k=4),  # qkv: 11.8 µs vs 14.7
+    (16, 3584, 3584): W8Config("dot", 32, 128, num_warps=4, num_stages=5, split_k=4),  # o: 10.3 µs vs 10.6
+}
 
 
 @functools.lru_cache(maxsize=4)

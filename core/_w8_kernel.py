@@ -8,9 +8,8 @@ BLOCK_M rows instead; every weight byte is still read once per BLOCK_M rows. The
 scale is applied once per output, after the reduction. Imported only on CUDA (Triton).
 
 A launch can also be pinned per (row bucket, N, K) in `_w8_configs.TUNED`, or passed as
-`config=` (what `scripts/sweep_w8.py` does): that adds two kernels for a few rows, the dot
-transposed ("swap") and a tensor-core-free broadcast-multiply ("fma"). With the table empty
-(the default) every call takes the autotuned kernels above.
+`config=` (what `scripts/sweep_w8.py` does): the same kernels with a fixed tile, warps, stages
+and K split instead of the autotuner's pick. Shapes without an entry keep the autotuned kernels.
 """
 
 from __future__ import annotations
@@ -150,75 +149,6 @@ def _split_k_reduce(p_ptr, s_ptr, b_ptr, y_ptr, M, N, stride_ym,
     tl.store(y_ptr + (i // N) * stride_ym + n, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
 
-@triton.jit
-def _finish(acc, rm, rn, pid_k, s_ptr, b_ptr, y_ptr, p_ptr, M, N, stride_ym,
-            HAS_BIAS: tl.constexpr, PARTIAL: tl.constexpr):  # fmt: skip
-    """acc [BLOCK_M, BLOCK_N] fp32 → y scaled (+ bias), or one K slice's sums → p [SPLIT_K, M, N]."""
-    ok = (rm[:, None] < M) & (rn[None, :] < N)
-    if PARTIAL:
-        tl.store(p_ptr + pid_k * M * N + rm[:, None] * N + rn[None, :], acc, mask=ok)
-    else:
-        acc = acc * tl.load(s_ptr + rn, mask=rn < N, other=0.0)[None, :]
-        if HAS_BIAS:
-            acc += tl.load(b_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
-        tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], acc.to(y_ptr.dtype.element_ty), mask=ok)
-
-
-@triton.jit(do_not_specialize=["M"])
-def _w8_swap(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, p_ptr, M, N, K, K_PER_SPLIT, stride_xm, stride_wn, stride_ym,
-             HAS_BIAS: tl.constexpr, PARTIAL: tl.constexpr,
-             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
-    """yᵀ = W · xᵀ on tensor cores: the weight tile is the tall left operand, x's rows the narrow right one."""
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rm = tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    rk = tl.arange(0, BLOCK_K)
-    k0 = pid_k * K_PER_SPLIT
-    w_ptrs = w_ptr + rn[:, None] * stride_wn + (k0 + rk)[None, :]
-    x_ptrs = x_ptr + rm[None, :] * stride_xm + (k0 + rk)[:, None]  # xᵀ tile [BLOCK_K, BLOCK_M]
-    n_ok = rn[:, None] < N
-    m_ok = rm[None, :] < M
-    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K_PER_SPLIT, BLOCK_K)):
-        kk = k * BLOCK_K + rk
-        k_ok = (kk < K_PER_SPLIT) & (k0 + kk < K)
-        w = tl.load(w_ptrs, mask=n_ok & k_ok[None, :], other=0.0, eviction_policy="evict_first")
-        xt = tl.load(x_ptrs, mask=m_ok & k_ok[:, None], other=0.0)
-        acc += tl.dot(w.to(xt.dtype), xt)
-        w_ptrs += BLOCK_K
-        x_ptrs += BLOCK_K
-    _finish(tl.trans(acc), rm, rn, pid_k, s_ptr, b_ptr, y_ptr, p_ptr, M, N, stride_ym, HAS_BIAS, PARTIAL)
-
-
-@triton.jit(do_not_specialize=["M"])
-def _w8_fma(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, p_ptr, M, N, K, K_PER_SPLIT, stride_xm, stride_wn, stride_ym,
-            HAS_BIAS: tl.constexpr, PARTIAL: tl.constexpr,
-            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
-    """The GEMV for BLOCK_M rows: a weight tile is widened to fp32 once and multiplied into every
-    row; [BLOCK_M, BLOCK_N, BLOCK_K] partial sums, reduced once at the end (no tensor cores)."""
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rm = tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    rk = tl.arange(0, BLOCK_K)
-    k0 = pid_k * K_PER_SPLIT
-    w_ptrs = w_ptr + rn[:, None] * stride_wn + (k0 + rk)[None, :]
-    x_ptrs = x_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :]
-    n_ok = rn[:, None] < N
-    m_ok = rm[:, None] < M
-    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K_PER_SPLIT, BLOCK_K)):
-        kk = k * BLOCK_K + rk
-        k_ok = ((kk < K_PER_SPLIT) & (k0 + kk < K))[None, :]
-        w = tl.load(w_ptrs, mask=n_ok & k_ok, other=0.0, eviction_policy="evict_first").to(tl.float32)
-        x = tl.load(x_ptrs, mask=m_ok & k_ok, other=0.0).to(tl.float32)
-        acc += x[:, None, :] * w[None, :, :]
-        w_ptrs += BLOCK_K
-        x_ptrs += BLOCK_K
-    _finish(tl.sum(acc, axis=2), rm, rn, pid_k, s_ptr, b_ptr, y_ptr, p_ptr, M, N, stride_ym, HAS_BIAS, PARTIAL)
-
-
 def _reduce(partial, scale, bias_or_any, y, has_bias: bool) -> None:
     split, M, N = partial.shape
     block = 1024
@@ -241,21 +171,14 @@ def _launch(cfg: W8Config, x2, q, scale, bias, y) -> None:
     # K slices of whole BLOCK_K steps (aligned loads), none empty
     k_per_split = triton.cdiv(triton.cdiv(K, cfg.split_k), cfg.block_k) * cfg.block_k
     split = triton.cdiv(K, k_per_split)
-    partial = torch.empty((split, M, N), dtype=torch.float32, device=y.device) if split > 1 else y
-    if cfg.kind == "dot" and split == 1:
+    if split == 1:
         _w8_matmul_kernel[(n_blocks, 1)](x2, q, scale, bias_or_any, y, M, N, K, x2.stride(0), q.stride(0),
                                          y.stride(0), HAS_BIAS=has_bias, BLOCK_M=16, **meta)  # fmt: skip
         return
-    if cfg.kind == "dot":
-        _w8_matmul_split_k_kernel[(n_blocks, split)](x2, q, partial, M, N, K, k_per_split, x2.stride(0), q.stride(0),
-                                                     BLOCK_M=16, SPLIT_K=split, **meta)  # fmt: skip
-    else:
-        kernel = _w8_swap if cfg.kind == "swap" else _w8_fma
-        kernel[(n_blocks, split)](x2, q, scale, bias_or_any, y, partial, M, N, K, k_per_split, x2.stride(0),
-                                  q.stride(0), y.stride(0), HAS_BIAS=has_bias, PARTIAL=split > 1,
-                                  BLOCK_M=cfg.block_m(M), **meta)  # fmt: skip
-    if split > 1:
-        _reduce(partial, scale, bias_or_any, y, has_bias)
+    partial = torch.empty((split, M, N), dtype=torch.float32, device=y.device)
+    _w8_matmul_split_k_kernel[(n_blocks, split)](x2, q, partial, M, N, K, k_per_split, x2.stride(0), q.stride(0),
+                                                 BLOCK_M=16, SPLIT_K=split, **meta)  # fmt: skip
+    _reduce(partial, scale, bias_or_any, y, has_bias)
 
 
 def _split_k(M: int, N: int, K: int) -> int:

@@ -1,14 +1,14 @@
 """Launch configs of the 8-bit kernel for 1–16 rows at the 7B decode shapes (issue #20).
 
 A group of 8 rows decoded at 1.27× one row's time on an H100: the autotuned tensor-core dot for
-2–16 rows reaches 55–67% of its bytes floor where the one-row GEMV reaches 78–88%
+2–16 rows reaches 40–85% of its bytes floor where the one-row GEMV reaches 61–99%
 (BENCHMARKS.md). This times, for each row count and each matrix an 8-bit decode step runs
-(fused qkv, o, fused gate_up, down, lm_head), a small grid of fixed launches (`W8Config`:
-today's dot with other tiles / split-K, the dot transposed so the weight is the tall operand,
-and a tensor-core-free broadcast-multiply), next to today's autotuned default. Each result is
-checked against a dequantize + matmul reference; a launch that fails to compile, runs out of
-resources or is wrong is reported and skipped. It prints a table per row count, the linears of
-one token against the one-row time, and `TUNED` entries to paste into core/_w8_configs.py.
+(fused qkv, o, fused gate_up, down, lm_head), a grid of fixed launches (`W8Config`: today's
+kernels with other tiles, warps, stages and K splits) next to today's autotuned default. Each
+result is checked against a dequantize + matmul reference; a launch that fails to compile, runs
+out of resources or is wrong is reported and skipped. It prints a table per row count, the
+linears of one token against the one-row time, and `TUNED` entries to paste into
+core/_w8_configs.py (or `--tuned-out` a file for AR3D_W8_TUNED_FILE).
 
 Timing: each product is captured `reps` times in one CUDA graph (no launch overhead, as in the
 engine's decode step) cycling over copies of the weight that together exceed the L2 cache, so
@@ -58,21 +58,9 @@ def candidates(rows: int) -> list:
     if rows == 1:  # today's GEMV tiles (the autotuner's set, compiled once for both) and a few more
         extra = [(8, 1024, 8, 2), (4, 512, 4, 4), (16, 128, 4, 6), (32, 512, 8, 3)]
         return _fixed("gemv", from_triton(K._gemv_configs()) + extra)
-    swap = [(64, 128, 4, 4), (128, 128, 4, 3), (64, 256, 4, 3), (128, 128, 8, 4), (64, 64, 4, 6),
-            (32, 256, 4, 4), (128, 256, 8, 3)]  # fmt: skip
-    # fma: BLOCK_M × BLOCK_N × BLOCK_K fp32 partial sums ≤ 64 registers a thread
-    fma = {2: [(16, 256, 4, 3), (8, 512, 4, 3), (32, 128, 4, 4), (16, 512, 8, 3), (32, 256, 8, 3), (8, 256, 4, 4)],
-           4: [(8, 256, 4, 3), (16, 128, 4, 3), (4, 512, 4, 3), (16, 256, 8, 3), (32, 128, 8, 3), (8, 128, 4, 4)],
-           8: [(8, 128, 4, 3), (4, 256, 4, 3), (8, 256, 8, 3), (16, 128, 8, 3), (4, 128, 4, 4), (2, 512, 4, 3)],
-           16: [(4, 128, 4, 3), (8, 128, 8, 3), (4, 256, 8, 3)]}  # fmt: skip
-    # fp32 FMAs: 8 rows at the fp8 floor need ~54 TFLOP/s of an H100's ~67, so fewer tries above 4 rows
-    fma_m = fma[1 << (rows - 1).bit_length()]
-    fma_split = fma_m[: 2 if rows <= 4 else 1 if rows <= 8 else 0]
     dot = from_triton(K._configs())  # today's autotuned set (split-K ×4 ones below)
-    out = _fixed("swap", swap)
-    out += _fixed("swap", swap[:1], split_k=2) + _fixed("swap", swap[:2], split_k=4) + _fixed("swap", swap[:2], split_k=8)
-    out += _fixed("swap", swap[5:6], split_k=4)
-    out += _fixed("fma", fma_m) + _fixed("fma", fma_split, split_k=4)
+    # the 2026-12-07 H100 winner (32×128, 5 stages, K in 4) and its neighbours
+    out = _fixed("dot", [(32, 128, 4, 5)], split_k=2) + _fixed("dot", [(32, 128, 4, 5), (64, 128, 4, 5)], split_k=8)
     out += _fixed("dot", list(K._SPLIT_K_CONFIGS), split_k=4)
     out += _fixed("dot", [(16, 256, 4, 4)], split_k=2) + _fixed("dot", [(16, 256, 4, 4), (32, 256, 4, 4)], split_k=8)
     out += _fixed("dot", dot)
@@ -184,7 +172,7 @@ def main(argv=None):
                     help="write the entries worth pinning as a table for AR3D_W8_TUNED_FILE")  # fmt: skip
     ap.add_argument("--precision", default="fp8", choices=["fp8", "int8"])
     ap.add_argument("--shapes", nargs="+", help="matrix names (default: those an 8-bit decode step runs)")
-    ap.add_argument("--kinds", nargs="+", help="only these launch kinds (gemv dot swap fma)")
+    ap.add_argument("--kinds", nargs="+", help="only these launch kinds (gemv dot)")
     ap.add_argument("--bandwidth", type=float, help="bytes/s for the floor (default: measured copy bandwidth)")
     ap.add_argument("--budget-s", type=float, default=150.0, help="stop sweeping after this many seconds")
     ap.add_argument("--list", action="store_true", help="print the grid per row count and exit")

@@ -180,20 +180,21 @@ def test_w8_config_table_defaults_to_autotune(monkeypatch):
     and a config that cannot run is refused before any launch."""
     from ar3d.core import _w8_configs as C
 
-    assert C.TUNED == {} and C.tuned_config(8, 37888, 3584) is None
+    # the shipped table: the swept H100 winners, all for the fused q/k/v and o matrices
+    assert C.tuned_config(8, 4608, 3584) == C.W8Config("dot", 32, 128, num_warps=4, num_stages=5, split_k=4)
+    assert all(cfg.kind == "dot" and rows > 1 for (rows, _, _), cfg in C.TUNED.items())
+    assert C.tuned_config(1, 4608, 3584) is None and C.tuned_config(8, 37888, 3584) is None
     assert [C.row_bucket(m) for m in (1, 2, 3, 5, 8, 9, 16, 17)] == [1, 2, 4, 8, 8, 16, 16, 0]
-    cfg = C.W8Config("swap", 64, 128, num_warps=4, num_stages=4, split_k=2)
+    cfg = C.W8Config("dot", 64, 128, num_warps=4, num_stages=4, split_k=2)
     monkeypatch.setitem(C.TUNED, (8, 37888, 3584), cfg)
     assert C.tuned_config(6, 37888, 3584) == cfg and C.tuned_config(9, 37888, 3584) is None
-    assert C.tuned_config(8, 4608, 3584) is None
     monkeypatch.setenv("AR3D_W8_TUNED", "0")
-    assert C.tuned_config(8, 37888, 3584) is None
-    assert cfg.block_m(3) == 16 and C.W8Config("fma", 8, 128).block_m(3) == 4
-    C.W8Config("fma", 8, 128).check_rows(16)
-    for bad_rows, kind in ((1, "fma"), (2, "gemv"), (17, "dot")):
+    assert C.tuned_config(8, 37888, 3584) is None and C.tuned_config(8, 4608, 3584) is None
+    C.W8Config("dot", 8, 128).check_rows(16)
+    for bad_rows, kind in ((1, "dot"), (2, "gemv"), (17, "dot")):
         with pytest.raises(ValueError):
             C.W8Config(kind, 16, 128).check_rows(bad_rows)
-    for bad in (dict(kind="mma"), dict(block_n=24), dict(block_k=8), dict(split_k=0), dict(kind="gemv", split_k=2)):
+    for bad in (dict(kind="mma"), dict(kind="swap"), dict(block_n=24), dict(block_k=8), dict(split_k=0), dict(kind="gemv", split_k=2)):
         with pytest.raises(ValueError):
             C.W8Config(**({"kind": "dot", "block_n": 16, "block_k": 128} | bad))
 
@@ -205,7 +206,7 @@ def test_w8_tuned_file_replaces_the_table(tmp_path, monkeypatch):
     from ar3d.core import _w8_configs as C
 
     good = tmp_path / "tuned.json"
-    cfg = {"kind": "fma", "block_n": 32, "block_k": 128, "num_warps": 4, "num_stages": 3, "split_k": 2}
+    cfg = {"kind": "dot", "block_n": 64, "block_k": 64, "num_warps": 4, "num_stages": 3, "split_k": 2}
     good.write_text(json.dumps([{"rows": 8, "n": 4608, "k": 3584, "config": cfg}]))
     monkeypatch.setenv("AR3D_W8_TUNED_FILE", str(good))
     assert C.tuned_config(5, 4608, 3584) == C.W8Config(**cfg) and C.tuned_config(1, 4608, 3584) is None
@@ -218,8 +219,7 @@ def test_w8_tuned_file_replaces_the_table(tmp_path, monkeypatch):
 @gpu
 @pytest.mark.parametrize("precision", ["fp8", "int8"])
 @pytest.mark.parametrize("cfg", [("gemv", 16, 256, 4, 3, 1), ("dot", 32, 128, 4, 4, 1), ("dot", 16, 256, 4, 4, 3),
-                                 ("swap", 64, 128, 4, 4, 1), ("swap", 64, 64, 4, 3, 4), ("fma", 8, 128, 4, 3, 1),
-                                 ("fma", 4, 256, 4, 3, 2)])  # fmt: skip
+                                 ("dot", 32, 128, 4, 5, 4)])  # fmt: skip
 def test_fixed_launch_equals_dequantized_product(precision, cfg):
     """Every launch kind `scripts/sweep_w8.py` tries (and `TUNED` may pin) computes the same product,
     with a bias, ragged N and K, and K split into slices."""
