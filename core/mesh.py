@@ -194,6 +194,39 @@ _CUBE = np.ones((3, 3, 3), bool)
 _CUBE.flags.writeable = False
 
 
+# The morphology below gives exactly scipy's binary_closing(a, _CUBE, k) and binary_fill_holes(a)
+# (tests/test_mesh.py compares them), 5-10x faster: k dilations by the 3x3x3 cube are one
+# dilation by the (2k+1)³ cube, which a separable max/min filter does in three 1-D passes, and
+# the fill labels the background once instead of propagating from the border voxel by voxel.
+# Meshing every rollout grid for the strict rewards and the evaluation is what this speeds up.
+
+
+def _cube_dilate(a: np.ndarray, k: int) -> np.ndarray:
+    return ndimage.maximum_filter(a.view(np.uint8), size=2 * k + 1, mode="constant", cval=0).view(bool)
+
+
+def _cube_erode(a: np.ndarray, k: int) -> np.ndarray:
+    return ndimage.minimum_filter(a.view(np.uint8), size=2 * k + 1, mode="constant", cval=0).view(bool)
+
+
+def _cube_closing(a: np.ndarray, k: int) -> np.ndarray:
+    """scipy.ndimage.binary_closing(a, _CUBE, k) (border value 0)."""
+    return _cube_erode(_cube_dilate(a, k), k)
+
+
+def _fill_holes(a: np.ndarray) -> np.ndarray:
+    """scipy.ndimage.binary_fill_holes(a): background not 6-connected to the array's faces is filled."""
+    labels, n = ndimage.label(~a)
+    if n == 0:
+        return a.copy()
+    faces = np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(), labels[:, -1].ravel(),
+                            labels[:, :, 0].ravel(), labels[:, :, -1].ravel()])  # fmt: skip
+    outside = np.zeros(n + 1, bool)
+    outside[faces] = True
+    outside[0] = False  # label 0 is the object itself
+    return ~outside[labels]
+
+
 def _clean(grid: np.ndarray, config: MeshConfig) -> np.ndarray:
     """Refuse hopeless grids and drop dust, before any morphology can glue dust to the object."""
     occupied = int(grid.sum())
@@ -249,18 +282,18 @@ def _solid_padded(grid: np.ndarray, config: MeshConfig) -> tuple[np.ndarray, int
     if config.fill_interior:
         closed = solid
         if config.closing_iterations:
-            closed = ndimage.binary_closing(solid, _CUBE, config.closing_iterations)
-        filled = ndimage.binary_fill_holes(closed)
+            closed = _cube_closing(solid, config.closing_iterations)
+        filled = _fill_holes(closed)
         if config.seal_iterations > config.closing_iterations:
             # The wider closing's cavity is interior the narrow closing missed (the shell leaks);
             # the bridges (voxels the wider closing adds) that touch that cavity plug the leaks.
             # Bridges elsewhere (across a ladder's rungs, a window) touch no cavity: not used.
-            sealed = ndimage.binary_closing(solid, _CUBE, config.seal_iterations)
-            cavity = ndimage.binary_fill_holes(sealed) & ~sealed & ~filled
+            sealed = _cube_closing(solid, config.seal_iterations)
+            cavity = _fill_holes(sealed) & ~sealed & ~filled
             if cavity.any():
                 bridges, _ = ndimage.label(sealed & ~closed, _CUBE)
-                touching = np.unique(bridges[ndimage.binary_dilation(cavity, _CUBE) & (bridges > 0)])
-                filled = ndimage.binary_fill_holes(filled | cavity | np.isin(bridges, touching))
+                touching = np.unique(bridges[_cube_dilate(cavity, 1) & (bridges > 0)])
+                filled = _fill_holes(filled | cavity | np.isin(bridges, touching))
         solid = filled | solid
     return solid, pad
 
