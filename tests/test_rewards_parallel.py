@@ -59,7 +59,13 @@ def test_worker_processes_give_the_callers_scores_in_order(demo_batch):
         values = [v for v in want.terms["procedural.quality"] if v.value is not None]
         assert len({v.value for v in values}) > 1  # the batch is not all alike
         small = RewardBatch(batch.prompts[:3], occupancy=batch.occupancy[:3], metadata=batch.metadata[:3], step=2)
+        stats = parallel.pop_worker_stats()  # the step log's account of the workers' time
+        assert stats["reward_workers_cpu_s"] > 0 and set(stats) == {f"reward_workers_{k}_s" for k in ("busy", "cpu", "slowest_chunk", "wall")}
+        assert 0 < stats["reward_workers_slowest_chunk_s"] <= stats["reward_workers_busy_s"]
+        assert stats["reward_workers_slowest_chunk_s"] <= stats["reward_workers_wall_s"]
         assert _plain(parallel.score(small)) == {k: v[:3] for k, v in _plain(want).items()}  # too small: in the caller
+        assert parallel.pop_worker_stats()["reward_workers_busy_s"] == 0.0  # read and reset
+    assert serial.pop_worker_stats()["reward_workers_busy_s"] == 0.0
 
 
 def test_a_given_reward_stays_in_the_calling_process(demo_batch):

@@ -193,6 +193,8 @@ class RolloutRunner:
         rewards = [np.array([np.nan if v is None else v for v in r], dtype=np.float64).reshape(P, G) for r in per_step]
         timings = {"generate_s": t1 - t0, "decode_render_s": t2 - t1, "reward_s": t3 - t2}
         timings.update({f"generate_{k}": v for k, v in gen.timings.items()})
+        if hasattr(self.ensemble, "pop_worker_stats"):  # where the reward time went (workers busy or waiting)
+            timings.update(self.ensemble.pop_worker_stats())
         return Rollout(list(prompts), list(metadata or [None] * P), G, gen.samples, steps, rewards, scores, timings)
 
     def close(self) -> None:

@@ -270,6 +270,11 @@ class RewardEnsemble:
         tilde = [None if h is None or low is None else h + lam * low for h, low in zip(s1.total, s2.total)]
         return HiGRPORewards(r_high=s1.total, r_low=s2.total, r_high_tilde=tilde, lam=lam, step1=s1, step2=s2)
 
+    def pop_worker_stats(self) -> dict[str, float]:
+        """The reward workers' seconds since the last call (``RewardWorkers.pop_stats``), named for
+        the trainer's ``time/`` log."""
+        return {f"reward_workers_{k}": v for k, v in self._workers.pop_stats().items() if k.endswith("_s")}
+
     def close(self) -> None:
         self._workers.close()
         self._context.close()

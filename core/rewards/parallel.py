@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -33,9 +34,12 @@ MIN_PARALLEL_SAMPLES = 8
 _WORKER_REWARDS: dict[tuple, Any] = {}  # in a worker: (name, options repr) → the built reward
 
 
-def _score_chunk(specs: list[tuple[str, str, dict]], judge: dict, fields: dict) -> list[list[SampleScore]]:
-    """In a worker: score one chunk with each (name, key, options) reward, built once per worker."""
+def _score_chunk(specs: list[tuple[str, str, dict]], judge: dict, fields: dict) -> tuple[list[list[SampleScore]], float, float]:
+    """In a worker: score one chunk with each (name, key, options) reward, built once per worker;
+    also the chunk's wall and CPU seconds (wall ≫ CPU: the worker waited for a core)."""
     from . import registry
+
+    wall, cpu = time.perf_counter(), time.process_time()
 
     packed = fields.pop("packed")
     occupancy = [None if p is None else np.unpackbits(p[0], count=int(np.prod(p[1]))).reshape(p[1]).astype(bool)
@@ -46,7 +50,7 @@ def _score_chunk(specs: list[tuple[str, str, dict]], judge: dict, fields: dict) 
         if (name, key) not in _WORKER_REWARDS:
             _WORKER_REWARDS[(name, key)] = registry.build(name, options, registry.Context(judge=judge))
         out.append(_WORKER_REWARDS[(name, key)].score(batch))
-    return out
+    return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _pack(grid) -> tuple[np.ndarray, tuple] | None:
@@ -63,6 +67,13 @@ class RewardWorkers:
         self.workers = helper_processes() if workers is None else int(workers)
         self.judge = dict(judge or {})
         self._pool: ProcessPoolExecutor | None = None
+        self._stats = {"chunks": 0, "busy_s": 0.0, "cpu_s": 0.0, "slowest_chunk_s": 0.0, "wall_s": 0.0}
+
+    def pop_stats(self) -> dict[str, float]:
+        """Work done in the workers since the last call, for the trainer's step log: summed wall
+        and CPU seconds of the chunks, the slowest chunk, and the caller's wall time waiting."""
+        out, self._stats = self._stats, {k: 0 if k == "chunks" else 0.0 for k in self._stats}
+        return out
 
     def usable(self, n: int) -> bool:
         return self.workers > 1 and n >= MIN_PARALLEL_SAMPLES
@@ -77,8 +88,15 @@ class RewardWorkers:
             if self._pool is None:
                 ctx = multiprocessing.get_context("forkserver")
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            t = time.perf_counter()
             futures = [self._pool.submit(_score_chunk, specs, self.judge, self._fields(batch, a, b)) for a, b in chunks]
-            parts = [f.result() for f in futures]
+            done = [f.result() for f in futures]
+            parts = [d[0] for d in done]
+            self._stats["chunks"] += len(done)
+            self._stats["busy_s"] += sum(d[1] for d in done)
+            self._stats["cpu_s"] += sum(d[2] for d in done)
+            self._stats["slowest_chunk_s"] = max(self._stats["slowest_chunk_s"], *(d[1] for d in done))
+            self._stats["wall_s"] += time.perf_counter() - t
         except (BrokenProcessPool, OSError, ValueError) as e:  # ValueError: no forkserver (Windows)
             log.warning("reward worker processes failed (%s); scoring in this process from now on", e)
             self.close()
