@@ -8,10 +8,10 @@ meshes and measures; the same batch is scored both ways and the scores are check
 
     python scripts/bench_procedural_rewards.py --data data/demo --n 128 --workers 1 2 8 --out rewards.json
 
-``--scipy-baseline`` also scores the batch in the calling process with the meshing's closings,
-dilation and hole fill done by scipy's binary_closing / binary_dilation / binary_fill_holes (what
-``ar3d.core.mesh`` called before its separable versions), checks the scores are identical and
-reports the speed ratio.
+``--scipy-baseline`` also scores the batch in the calling process as ``ar3d.core.mesh`` did
+before 2026-12-07: closings, dilation and hole fill by scipy's binary_closing / binary_dilation /
+binary_fill_holes, and no reuse of a grid's solid between rewards; it checks the scores are
+identical and reports the speed ratio.
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def _scipy_baseline(terms, batch, grids, meta, first) -> dict:
     from ar3d.core.rewards import RewardBatch, RewardConfig, RewardEnsemble
 
     cube = np.ones((3, 3, 3), bool)
-    fast = (mesh._cube_closing, mesh._cube_dilate, mesh._fill_holes)
+    fast = (mesh._cube_closing, mesh._cube_dilate, mesh._fill_holes, mesh._SOLIDS_KEPT)
+    mesh._SOLIDS.clear()
+    mesh._SOLIDS_KEPT = 0  # before: every reward meshed its own solid
     mesh._cube_closing = lambda a, k: ndimage.binary_closing(a, cube, k)
     mesh._cube_dilate = lambda a, k: ndimage.binary_dilation(a, cube, k)
     mesh._fill_holes = ndimage.binary_fill_holes
@@ -101,7 +103,7 @@ def _scipy_baseline(terms, batch, grids, meta, first) -> dict:
             scores = ensemble.score(batch)
             secs = time.perf_counter() - t
     finally:
-        mesh._cube_closing, mesh._cube_dilate, mesh._fill_holes = fast
+        mesh._cube_closing, mesh._cube_dilate, mesh._fill_holes, mesh._SOLIDS_KEPT = fast
     return {"workers": 1, "morphology": "scipy (before)", "seconds": round(secs, 3),
             "ms_per_grid": round(1000 * secs / len(batch), 1), "same_scores": scores.total == first}  # fmt: skip
 

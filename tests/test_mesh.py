@@ -435,3 +435,26 @@ def test_fast_morphology_equals_scipy(fixtures_dir):
             assert np.array_equal(M._fill_holes(a), ndimage.binary_fill_holes(a))
     assert np.array_equal(M._fill_holes(np.zeros((5, 5, 5), bool)), np.zeros((5, 5, 5), bool))
     assert M._fill_holes(np.ones((5, 5, 5), bool)).all()
+
+
+def test_mesh_solid_reuse_is_exact_and_private():
+    """A grid's solid is reused between the rewards and checks that ask for it (configs differing
+    only in debris removal the grid passes unchanged), but each caller gets its own writable copy,
+    and a config that removes a fragment, or other morphology, gets its own solid."""
+    from ar3d.core import mesh as M
+
+    shell = box_grid((10, 10, 10), (40, 40, 40))
+    first = M.mesh_solid(shell, M.MeshConfig())
+    first[:] = False  # the caller's copy: the next caller must not see this
+    again = M.mesh_solid(shell, M.MeshConfig(min_fragment_fraction=0.0))
+    assert again.flags.writeable and again.sum() == 31**3
+    crumb = shell.copy()
+    crumb[50:53, 50:53, 50:53] = True  # 27 voxels: kept at fraction 0, dropped at 0.05
+    raw, delivered = M.mesh_solid(crumb, M.MeshConfig(min_fragment_fraction=0.0)), M.mesh_solid(crumb, M.MeshConfig())
+    assert raw.sum() == 31**3 + 27 and delivered.sum() == 31**3
+    hollow = M.mesh_solid(shell, M.MeshConfig(fill_interior=False))
+    assert hollow.sum() == shell.sum()
+    M._SOLIDS.clear()
+    for k in range(M._SOLIDS_KEPT + 3):  # bounded
+        M.mesh_solid(box_grid((10, 10, 10), (30 + k, 30, 30)))
+    assert len(M._SOLIDS) == M._SOLIDS_KEPT
