@@ -18,6 +18,7 @@ local server). This module imports torch only inside `apply` and `describe`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import asdict, dataclass
 
@@ -64,6 +65,14 @@ def helper_processes() -> int:
     shared out between this machine's training processes (``LOCAL_WORLD_SIZE``); ≤ 1 means none."""
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     return min(8, ((os.cpu_count() or 1) - 1) // local)
+
+
+def ignore_interrupts() -> None:
+    """Initializer of helper worker processes (meshing, grid rewards). Ctrl-C reaches the whole
+    process group, but the parent decides what it means: the trainer finishes its step, saves a
+    checkpoint and then closes its pools. A worker killed by it broke the pool mid-step (the step
+    fell back to the trainer process) and printed one KeyboardInterrupt traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def libgomp_loaded() -> bool:

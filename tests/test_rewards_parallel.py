@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -86,6 +87,22 @@ def test_a_given_reward_stays_in_the_calling_process(demo_batch):
     with RewardEnsemble(config, rewards={"count": Counting()}) as ensemble:
         scores = ensemble.score(batch)
     assert calls == [os.getpid()] and scores.terms["count"][0].value == 1.0
+
+
+def test_ctrl_c_leaves_the_workers_to_the_trainer(demo_batch, caplog):
+    """Ctrl-C reaches every process of the group; the trainer answers it by finishing the step,
+    so the workers must survive it: same pool, same scores, no fallback, no tracebacks."""
+    refs, batch = demo_batch
+    with RewardEnsemble(_config(refs, 2)) as ensemble:
+        want = _plain(ensemble.score(batch))
+        pool = ensemble._workers._pool
+        for pid in list(pool._processes):
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert _plain(ensemble.score(batch)) == want
+        assert ensemble._workers._pool is pool and ensemble._workers.workers == 2
+        assert all(p.is_alive() for p in pool._processes.values())
+    assert "scoring in this process" not in caplog.text
 
 
 def test_a_broken_pool_falls_back_to_the_caller(demo_batch, caplog):

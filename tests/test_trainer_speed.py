@@ -11,6 +11,10 @@ test at the end runs the kernel path on a lent GPU.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -240,6 +244,12 @@ def test_mesh_workers_give_the_meshes_of_the_trainer_process():
     try:
         a, b = here.map(grids, MeshConfig()), pool.map(grids, MeshConfig())
         assert pool._pool is not None  # really in other processes
+        executor = pool._pool
+        for pid in list(executor._processes):  # Ctrl-C reaches the group: the trainer decides, workers stay
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        again = pool.map(grids, MeshConfig())
+        assert pool._pool is executor and pool.workers == 2 and len(again) == len(grids)
     finally:
         pool.close()
     for (ma, ea), (mb, eb) in zip(a[:3], b[:3]):

@@ -31,7 +31,7 @@ from ..core.mesh import mesh_or_reason
 from ..core.pipeline import TextTo3D
 from ..core.policy import Sample, StepOutput
 from ..core.rewards import RewardBatch, RewardEnsemble
-from ..core.threads import helper_processes
+from ..core.threads import helper_processes, ignore_interrupts
 
 
 def reward_needs(ensemble: RewardEnsemble) -> set[str]:
@@ -107,7 +107,7 @@ class MeshWorkers:
             try:
                 if self._pool is None:
                     ctx = multiprocessing.get_context("forkserver")
-                    self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+                    self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=ignore_interrupts)
                 return list(self._pool.map(mesh_or_reason, grids, [config] * len(grids)))
             except (BrokenProcessPool, OSError, ValueError) as e:  # ValueError: no forkserver (Windows)
                 log.warning("mesh worker processes failed (%s); meshing in the trainer process from now on", e)

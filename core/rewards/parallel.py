@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..threads import helper_processes
+from ..threads import helper_processes, ignore_interrupts
 from .base import RewardBatch, SampleScore
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class RewardWorkers:
         try:
             if self._pool is None:
                 ctx = multiprocessing.get_context("forkserver")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=ignore_interrupts)
             t = time.perf_counter()
             futures = [self._pool.submit(_score_chunk, specs, self.judge, self._fields(batch, a, b)) for a, b in chunks]
             done = [f.result() for f in futures]
