@@ -382,9 +382,10 @@ class VQVAE3D(nn.Module):
             return torch.empty(0, 1, r, r, r, device=self.device)
         return torch.cat(out)
 
-    def decode_occupancy(self, codes: torch.Tensor, batch_size: int | None = 16) -> torch.Tensor:
-        """Codes [B,tokens] → bool occupancy [B,1,R,R,R]."""
-        return self.decode(codes, batch_size=batch_size) > 0
+    def decode_occupancy(self, codes: torch.Tensor, batch_size: int | None = 16, threshold: float = 0.0) -> torch.Tensor:
+        """Codes [B,tokens] → bool occupancy [B,1,R,R,R]: logits above ``threshold`` (0, the public
+        code's choice; lower values give thicker shells, fewer holes, more merged parts)."""
+        return self.decode(codes, batch_size=batch_size) > threshold
 
     def _encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(device=self.device, dtype=self.Encoder.input_layer.weight.dtype)

@@ -6,6 +6,7 @@ z-score of two independent proportions says which changes are beyond noise.
 
     python scripts/demo_eval_table.py v1=runs/demo_v2/before v2-supervised=runs/demo_v2/supervised \\
         v2=runs/demo_v2/rl/policy [--markdown]
+    python scripts/demo_eval_table.py v2=runs/demo_v2_rl/eval_before "v2, logits > -3=runs/demo_v2_rl/eval_before@-3"
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ METRICS = (
 
 
 def load(spec: str) -> tuple[str, dict]:
+    """``[name=]path[@threshold]``: a report's evaluation, or its codes judged at another logit
+    threshold (``--eval-thresholds``)."""
     name, _, path = spec.rpartition("=")
+    path, _, threshold = path.partition("@")
     p = Path(path)
     p = p / "training_report.json" if p.is_dir() else p
     try:
@@ -36,7 +40,24 @@ def load(spec: str) -> tuple[str, dict]:
         raise SystemExit(f"error: cannot read {p}: {e}")
     if "eval" not in report:
         raise SystemExit(f"error: {p} has no 'eval' section; run scripts/train_demo.py --stages eval --out {p.parent}")
-    return name or p.parent.name, report["eval"]
+    ev = report["eval"]
+    if threshold:
+        found = ev.get("thresholds", {})
+        key = next((k for k in found if float(k) == float(threshold)), None) if _is_number(threshold) else None
+        if key is None:
+            raise SystemExit(f"error: {p} has no evaluation at threshold {threshold} (has: {', '.join(found) or 'none'}); "
+                             f"run scripts/train_demo.py --stages eval --eval-thresholds {threshold}")  # fmt: skip
+        ev = {**ev, **found[key]}
+    default = f"{p.parent.name}@{threshold}" if threshold else p.parent.name
+    return name or default, ev
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def z_score(p1: float, n1: int, p2: float, n2: int) -> float:

@@ -6,6 +6,7 @@
 #                               #      EVAL_N=1000 EVAL_TWO_STEP_N=1000 REWARDS=lenient|strict
 #                               #      START=models/demo (the policy folder to fine-tune, with its VQ-VAE)
 #                               #      RL_PROMPTS=file.jsonl (prompts made earlier by rl_prompts.py: no train.jsonl needed)
+#                               #      EVAL_THRESHOLDS="-2 -3" (also judge the codes decoded at these logit thresholds)
 # Needs data/demo/{train.jsonl,test.npz,refs.npz} (scripts/make_demo_data.sh) and trimesh for
 # the family judge. Prompts: the training rows with a count-like attribute (scripts/rl_prompts.py
 # says why). Rewards: the prompt's family and attributes checked on the decoded grid + the fill
@@ -80,7 +81,8 @@ if [[ ",$STAGES," == *,eval,* ]]; then
   pids=()
   for m in "${models[@]}"; do
     "$PY" scripts/train_demo.py --stages eval --out "$m" --data data/demo --eval-n "$EVAL_N" \
-      --eval-two-step-n "$EVAL_TWO_STEP_N" --gen-batch 500 > "$m/eval.log" 2>&1 &
+      --eval-two-step-n "$EVAL_TWO_STEP_N" --gen-batch 500 ${EVAL_THRESHOLDS:+--eval-thresholds $EVAL_THRESHOLDS} \
+      > "$m/eval.log" 2>&1 &
     pids+=($!)
   done
   status=0

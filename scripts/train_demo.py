@@ -122,6 +122,9 @@ def parse_args(argv=None):
     ap.add_argument("--precision", default="default", help="eval: fp8 / int8 weights (core/quantize.py; GPU)")
     ap.add_argument("--gen-batch", type=int, default=1000)
     ap.add_argument("--save-eval", type=Path, default=None, help="npz of generated codes")
+    ap.add_argument("--eval-thresholds", type=float, nargs="*", default=[],
+                    help="eval: also judge the same codes decoded at these logit thresholds (default 0 only), "
+                         "reported under eval.thresholds; e.g. -2 -3 for thicker shells")  # fmt: skip
     ap.add_argument("--skip-reference-eval", action="store_true",
                     help="eval: do not judge the ground-truth and VQ-VAE-reconstructed test grids (they depend only "
                          "on the data and the VQ-VAE: judge them once when several policies share one)")  # fmt: skip

@@ -41,3 +41,19 @@ def test_a_folder_without_an_evaluation_is_named(tmp_path):
     (tmp_path / "m" / "training_report.json").write_text("{}")
     run = _run(f"x={tmp_path / 'm'}")
     assert run.returncode != 0 and "no 'eval' section" in run.stderr and "--stages eval" in run.stderr
+
+
+def test_a_threshold_column_reads_the_thresholds_section(tmp_path):
+    """``path@T``: the same codes judged at logit threshold T (``--eval-thresholds``) as a column."""
+    folder = _report(tmp_path / "a", (0.60, 0.60, 0.60))
+    report = json.loads((folder / "training_report.json").read_text())
+    report["eval"]["thresholds"] = {"-3": {k: _mode(1000, 0.9, 0.55, 0.10)
+                                           for k in ("one_step", "two_step_coarse", "two_step_refined")}}  # fmt: skip
+    (folder / "training_report.json").write_text(json.dumps(report))
+    run = _run(f"v2={folder}", f"{folder}@-3.0")
+    assert run.returncode == 0, run.stderr
+    assert "| mode | metric | v2 | a@-3.0 |" in run.stdout
+    assert "| one-step | unwanted holes or fragments | 30.0% | 10.0% |" in run.stdout
+    assert "| one-step | attributes (strict) | 60.0% | 55.0% |" in run.stdout
+    missing = _run(f"{folder}@-2")
+    assert missing.returncode != 0 and "no evaluation at threshold -2" in missing.stderr and "-3" in missing.stderr

@@ -49,13 +49,17 @@ def _skip_reference_eval(out, data, full):
     """--skip-reference-eval (train_demo_v2.sh's later evaluations): the policy's own numbers, the
     same as with the reference grids judged, and no ground-truth or reconstruction sections."""
     cmd = [sys.executable, str(REPO / "scripts" / "train_demo.py"), "--smoke", "--stages", "eval", "--data", str(data),
-           "--out", str(out), "--skip-reference-eval"]  # fmt: skip
+           "--out", str(out), "--skip-reference-eval", "--eval-thresholds", "0", "-3", "50"]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     again = json.loads((out / "training_report.json").read_text())["eval"]
     assert "ground_truth" not in again and "vqvae_reconstruction" not in again
     assert again["one_step"]["strict_attribute_accuracy_mean"] == full["one_step"]["strict_attribute_accuracy_mean"]
     assert again["one_step"]["quality"] == full["one_step"]["quality"]
+    # --eval-thresholds: the same codes judged at other logit thresholds (0 is the main result, not repeated)
+    assert set(again["thresholds"]) == {"-3", "50"}
+    assert set(again["thresholds"]["-3"]) == {"one_step", "two_step_coarse", "two_step_refined"}
+    assert again["thresholds"]["50"]["one_step"]["quality"]["raw"]["empty"] == 1.0  # nothing is that sure
 
 
 def _warm_start(tmp_path, init, data):
