@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import threading
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -196,7 +197,7 @@ _CUBE.flags.writeable = False
 
 
 # The morphology below gives exactly scipy's binary_closing(a, _CUBE, k) and binary_fill_holes(a)
-# (tests/test_mesh.py compares them), 5-10x faster: k dilations by the 3x3x3 cube are one
+# (tests/test_mesh.py compares them), with mesh_solid 2.5x faster (BENCHMARKS.md): k dilations by the 3x3x3 cube are one
 # dilation by the (2k+1)³ cube, which a separable max/min filter does in three 1-D passes, and
 # the fill labels the background once instead of propagating from the border voxel by voxel.
 # Meshing every rollout grid for the strict rewards and the evaluation is what this speeds up.
@@ -310,21 +311,24 @@ def mesh_solid(occupancy, config: MeshConfig | None = None) -> np.ndarray:
     # most grids pass unchanged: the cleaned grid and the morphology settings decide the solid.
     key = (hashlib.blake2b(np.packbits(grid).tobytes(), digest_size=16).digest(), grid.shape,
            config.fill_interior, config.closing_iterations, config.seal_iterations)  # fmt: skip
-    solid = _SOLIDS.pop(key, None)
+    with _SOLIDS_LOCK:
+        solid = _SOLIDS.pop(key, None)
     if solid is None:
         padded, pad = _solid_padded(grid, config)
         r = grid.shape[0]
         solid = padded[pad : pad + r, pad : pad + r, pad : pad + r].copy()
         solid.flags.writeable = False
+    with _SOLIDS_LOCK:
         while _SOLIDS and len(_SOLIDS) >= _SOLIDS_KEPT:
             _SOLIDS.pop(next(iter(_SOLIDS)))
-    if _SOLIDS_KEPT:
-        _SOLIDS[key] = solid  # most recently used last
+        if _SOLIDS_KEPT:
+            _SOLIDS[key] = solid  # most recently used last
     return solid.copy()
 
 
 _SOLIDS: dict[tuple, np.ndarray] = {}  # the last few solids mesh_solid made (a process's own)
 _SOLIDS_KEPT = 8  # 0: no reuse
+_SOLIDS_LOCK = threading.Lock()  # the server and the trainer may mesh from several threads
 
 
 def occupancy_to_mesh(occupancy, config: MeshConfig | None = MeshConfig()) -> trimesh.Trimesh:
