@@ -197,10 +197,11 @@ _CUBE.flags.writeable = False
 
 
 # The morphology below gives exactly scipy's binary_closing(a, _CUBE, k) and binary_fill_holes(a)
-# (tests/test_mesh.py compares them), with mesh_solid 2.5x faster (BENCHMARKS.md): k dilations by the 3x3x3 cube are one
-# dilation by the (2k+1)³ cube, which a separable max/min filter does in three 1-D passes, and
-# the fill labels the background once instead of propagating from the border voxel by voxel.
-# Meshing every rollout grid for the strict rewards and the evaluation is what this speeds up.
+# (tests/test_mesh.py compares them) and makes mesh_solid 2.5x faster (BENCHMARKS.md): k
+# dilations by the 3x3x3 cube are one dilation by the (2k+1)³ cube, which a separable max/min
+# filter does in three 1-D passes, and the fill labels the background once instead of
+# propagating from the border voxel by voxel. Every rollout grid of the strict rewards and every
+# evaluated grid is meshed, which is what this speeds up.
 
 
 def _cube_dilate(a: np.ndarray, k: int) -> np.ndarray:
