@@ -180,7 +180,7 @@ def scenario_node_loss(work: Path) -> dict:
             if pools:
                 ours = victim_pids()
                 for w in pools[0].stats().workers:
-                    if w.pid in ours and w.state == "busy" and w.jobs_done >= 1 and (w.job_s or 9) < 0.3:
+                    if w.pid in ours and w.state == "busy" and w.jobs_done >= 1 and (w.job_s or 9) < 0.6:
                         facts["killed_after_s"] = w.job_s
                         for pid in ours:  # as a machine that loses power: its actors and
                             try:  # Blender workers die with the raylet, none finishes its item
