@@ -17,9 +17,11 @@ local server). This module imports torch only inside `apply` and `describe`.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 from .errors import Ar3dError
@@ -67,11 +69,19 @@ def helper_processes() -> int:
     return min(8, ((os.cpu_count() or 1) - 1) // local)
 
 
-def ignore_interrupts() -> None:
-    """Initializer of helper worker processes (meshing, grid rewards). Ctrl-C reaches the whole
-    process group, but the parent decides what it means: the trainer finishes its step, saves a
-    checkpoint and then closes its pools. A worker killed by it broke the pool mid-step (the step
-    fell back to the trainer process) and printed one KeyboardInterrupt traceback per worker."""
+def helper_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of helper worker processes (meshing, grid rewards): fresh interpreters (forkserver:
+    no fork of a process holding a GPU context) that leave Ctrl-C to the parent. Raises
+    ValueError where forkserver does not exist (Windows); callers then work in-process."""
+    ctx = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_interrupts)
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group, but the parent decides what it means: the trainer
+    finishes its step, saves a checkpoint and then closes its pools. A worker killed by it broke
+    the pool mid-step (the step fell back to the trainer process) and printed one
+    KeyboardInterrupt traceback per worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

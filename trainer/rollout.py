@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,7 +30,7 @@ from ..core.mesh import mesh_or_reason
 from ..core.pipeline import TextTo3D
 from ..core.policy import Sample, StepOutput
 from ..core.rewards import RewardBatch, RewardEnsemble
-from ..core.threads import helper_processes, ignore_interrupts
+from ..core.threads import helper_pool, helper_processes
 
 
 def reward_needs(ensemble: RewardEnsemble) -> set[str]:
@@ -106,8 +105,7 @@ class MeshWorkers:
         if self.workers > 1 and len(grids) > 1:
             try:
                 if self._pool is None:
-                    ctx = multiprocessing.get_context("forkserver")
-                    self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=ignore_interrupts)
+                    self._pool = helper_pool(self.workers)
                 return list(self._pool.map(mesh_or_reason, grids, [config] * len(grids)))
             except (BrokenProcessPool, OSError, ValueError) as e:  # ValueError: no forkserver (Windows)
                 log.warning("mesh worker processes failed (%s); meshing in the trainer process from now on", e)
@@ -193,8 +191,7 @@ class RolloutRunner:
         rewards = [np.array([np.nan if v is None else v for v in r], dtype=np.float64).reshape(P, G) for r in per_step]
         timings = {"generate_s": t1 - t0, "decode_render_s": t2 - t1, "reward_s": t3 - t2}
         timings.update({f"generate_{k}": v for k, v in gen.timings.items()})
-        if hasattr(self.ensemble, "pop_worker_stats"):  # where the reward time went (workers busy or waiting)
-            timings.update(self.ensemble.pop_worker_stats())
+        timings.update(self.ensemble.pop_worker_stats())  # where the reward time went (workers busy or waiting)
         return Rollout(list(prompts), list(metadata or [None] * P), G, gen.samples, steps, rewards, scores, timings)
 
     def close(self) -> None:

@@ -273,7 +273,7 @@ class RewardEnsemble:
     def pop_worker_stats(self) -> dict[str, float]:
         """The reward workers' seconds since the last call (``RewardWorkers.pop_stats``), named for
         the trainer's ``time/`` log."""
-        return {f"reward_workers_{k}": v for k, v in self._workers.pop_stats().items() if k.endswith("_s")}
+        return {f"reward_workers_{k}": v for k, v in self._workers.pop_stats().items()}
 
     def close(self) -> None:
         self._workers.close()

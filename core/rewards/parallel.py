@@ -15,7 +15,6 @@ pool falls back to scoring in the calling process, with a warning, rather than f
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..threads import helper_processes, ignore_interrupts
+from ..threads import helper_pool, helper_processes
 from .base import RewardBatch, SampleScore
 
 log = logging.getLogger(__name__)
@@ -67,12 +66,12 @@ class RewardWorkers:
         self.workers = helper_processes() if workers is None else int(workers)
         self.judge = dict(judge or {})
         self._pool: ProcessPoolExecutor | None = None
-        self._stats = {"chunks": 0, "busy_s": 0.0, "cpu_s": 0.0, "slowest_chunk_s": 0.0, "wall_s": 0.0}
+        self._stats = {"busy_s": 0.0, "cpu_s": 0.0, "slowest_chunk_s": 0.0, "wall_s": 0.0}
 
     def pop_stats(self) -> dict[str, float]:
         """Work done in the workers since the last call, for the trainer's step log: summed wall
         and CPU seconds of the chunks, the slowest chunk, and the caller's wall time waiting."""
-        out, self._stats = self._stats, {k: 0 if k == "chunks" else 0.0 for k in self._stats}
+        out, self._stats = self._stats, dict.fromkeys(self._stats, 0.0)
         return out
 
     def usable(self, n: int) -> bool:
@@ -86,13 +85,11 @@ class RewardWorkers:
         chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         try:
             if self._pool is None:
-                ctx = multiprocessing.get_context("forkserver")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=ignore_interrupts)
+                self._pool = helper_pool(self.workers)
             t = time.perf_counter()
             futures = [self._pool.submit(_score_chunk, specs, self.judge, self._fields(batch, a, b)) for a, b in chunks]
             done = [f.result() for f in futures]
             parts = [d[0] for d in done]
-            self._stats["chunks"] += len(done)
             self._stats["busy_s"] += sum(d[1] for d in done)
             self._stats["cpu_s"] += sum(d[2] for d in done)
             self._stats["slowest_chunk_s"] = max(self._stats["slowest_chunk_s"], *(d[1] for d in done))
