@@ -31,7 +31,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .constraint import DONE, ConstraintState, MeshConstraint
+from .code_head import CodeHead
+from .constraint import DONE, PLAN, ConstraintState, MeshConstraint
+from .device_sampling import sample_tokens as _sample
 from .engine import EngineOutput, GenerationCancelled, HFEngine, SamplingConfig, until_mesh_end
 from .errors import Ar3dError
 from .quantize import fused
@@ -213,6 +215,8 @@ class _Batch:
         self.rows, self.length, self.steps = rows, length, steps
         self.graph: torch.cuda.CUDAGraph | None = None
         self.constraint: MeshConstraint | None = None  # the one the graph captured (kept alive)
+        self.code_head: CodeHead | None = None  # the mesh-code step's head (None: full steps throughout)
+        self.code_graph: torch.cuda.CUDAGraph | None = None  # that step, captured
 
 
 class GraphEngine:
@@ -221,15 +225,20 @@ class GraphEngine:
     name = "graph"
 
     def __init__(self, model, pad_id: int, cuda_graphs: bool | None = None, fuse: bool | None = None,
-                 check_every: int | None = None, max_cached_batches: int = 4):  # fmt: skip
+                 check_every: int | None = None, max_cached_batches: int = 4, code_steps: bool | None = None):  # fmt: skip
         """`cuda_graphs` / `fuse` (torch.compile of the element-wise glue): default on for CUDA.
-        ``AR3D_ENGINE_FUSE=0`` turns fusion off (no compiler needed)."""
+        ``AR3D_ENGINE_FUSE=0`` turns fusion off (no compiler needed). `code_steps`: once no row is
+        planning, decode over the mesh codes' rows of `lm_head` only (`core.code_head`; the same
+        distribution, fewer bytes and logits a step); default on with CUDA graphs, where the head's
+        bytes count, off in eager decoding so CPU draws stay those of earlier releases;
+        ``AR3D_ENGINE_CODE_STEPS=0`` turns it off."""
         text_stack(model)  # refuse unsupported models now, not at the first prompt
         self.model = model
         self.pad_id = pad_id
         self.cuda_graphs = cuda_graphs
         self.fuse = fuse if fuse is not None else os.environ.get("AR3D_ENGINE_FUSE", "1") != "0"
         self.check_every = check_every
+        self.code_steps = code_steps if os.environ.get("AR3D_ENGINE_CODE_STEPS", "1") != "0" else False
         self.max_cached_batches = max_cached_batches
         self._batches: OrderedDict[tuple, _Batch] = OrderedDict()
         self._graph_failed: str | None = None
@@ -259,25 +268,37 @@ class GraphEngine:
         dtype = self._compute_dtype(stack)
 
         t0 = time.perf_counter()
+        code_steps = self.code_steps if self.code_steps is not None else use_graphs
         with torch.inference_mode():
             batch = self._batch(stack, constraint, sampling, len(prompts), length, steps, dtype, device)
             batch.temperature.fill_(max(sampling.temperature, 1e-6))
             batch.top_p.fill_(sampling.top_p)
             self._prefill(stack, batch, prompts, constraint)
+            if batch.graph is None:  # (re)built with the graphs; eager decoding looks again each call
+                batch.code_head = CodeHead.of(stack.lm_head, constraint) if code_steps else None
             if use_graphs and batch.graph is None:
                 self._capture(stack, batch, constraint, sampling)
             if seed is not None:
                 torch.manual_seed(seed)
             t_first = None
             done_at = 0
+            coding_from = None  # the first step with no row planning (then the code head decodes)
             for t in range(steps):
-                if batch.graph is not None:
-                    batch.graph.replay()
-                else:  # eager: attend only to the filled part of the cache
-                    self._step(stack, batch, constraint, sampling, span=min(longest + t, length))
+                span = min(longest + t, length)  # eager: attend only to the filled part of the cache
+                graph = batch.graph if coding_from is None else batch.code_graph
+                if graph is not None:
+                    graph.replay()
+                elif coding_from is None:
+                    self._step(stack, batch, constraint, sampling, span=span)
+                else:
+                    self._mesh_step(stack, batch, constraint, sampling, span=span)
                 if t == 0 and device.type == "cuda":
                     torch.cuda.synchronize(device)
                     t_first = time.perf_counter() - t0
+                # while rows plan, look every 8 steps (one sync each) for the switch to the code head
+                if batch.code_head is not None and coding_from is None and (t + 1) % min(check_every, 8) == 0:
+                    if bool((batch.phase != PLAN).all()):
+                        coding_from = t + 1
                 if t == 0 or (t + 1) % check_every == 0 or t + 1 == steps:  # the first: show "planning" at once
                     state = ConstraintState(batch.phase, batch.n)
                     if on_token is not None and on_token(state):
@@ -290,7 +311,8 @@ class GraphEngine:
             nonfinite = batch.nonfinite.tolist()
         seconds = time.perf_counter() - t0
         self.last_timings = {"first_token_s": t_first, "seconds": seconds,
-                             "decode_steps": done_at or steps, "cuda_graph": batch.graph is not None}  # fmt: skip
+                             "decode_steps": done_at or steps, "cuda_graph": batch.graph is not None,
+                             "code_steps": (done_at or steps) - coding_from if coding_from is not None else 0}  # fmt: skip
         completions = until_mesh_end(rows, constraint.vocab.end_id)
         logprobs = [lp[: len(c)] for lp, c in zip(logprobs, completions)]
         return EngineOutput(completions, seconds, nonfinite, logprobs)
@@ -317,28 +339,10 @@ class GraphEngine:
         return batch
 
     def _capture(self, stack, batch: _Batch, constraint, sampling) -> None:
-        saved = [x.clone() for x in (batch.token, batch.pos, batch.phase, batch.n, batch.t)]
-
-        def restore():
-            for x, s in zip((batch.token, batch.pos, batch.phase, batch.n, batch.t), saved):
-                x.copy_(s)
-
         try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm-up: lazy initialisation happens outside the capture
-                    self._step(stack, batch, constraint, sampling)
-            torch.cuda.current_stream().wait_stream(side)
-            restore()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._step(stack, batch, constraint, sampling)
-            restore()
-            batch.graph, batch.constraint = graph, constraint
+            batch.graph = self._graph_of(batch, lambda: self._step(stack, batch, constraint, sampling))
+            batch.constraint = constraint
         except Exception as e:
-            torch.cuda.synchronize()
-            restore()
             if self._kernels is not _EAGER:  # the compiler failed (no Triton, …): capture unfused
                 self._fuse_failed = f"{type(e).__name__}: {e}"
                 log.warning("fused kernels unavailable (%s); capturing the unfused step", self._fuse_failed)
@@ -347,6 +351,41 @@ class GraphEngine:
             # an op that cannot be captured: decode eagerly, same results
             self._graph_failed = f"{type(e).__name__}: {e}"
             log.warning("CUDA graph capture failed (%s); decoding eagerly", self._graph_failed)
+            return
+        if batch.code_head is not None:  # captured now, before the seed: draws stay reproducible
+            try:
+                batch.code_graph = self._graph_of(batch, lambda: self._mesh_step(stack, batch, constraint, sampling))
+            except Exception as e:  # the full step serves throughout, as without the code head
+                batch.code_head = None
+                log.warning("mesh-code step capture failed (%s); decoding with the full head", e)
+
+    @staticmethod
+    def _graph_of(batch: _Batch, step) -> torch.cuda.CUDAGraph:
+        """`step` captured; the state it advanced (warm-ups and capture) is put back afterwards."""
+        state = (batch.token, batch.pos, batch.phase, batch.n, batch.t, batch.nonfinite)
+        saved = [x.clone() for x in state]
+
+        def restore():
+            for x, s in zip(state, saved):
+                x.copy_(s)
+
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm-up: lazy initialisation happens outside the capture
+                    step()
+            torch.cuda.current_stream().wait_stream(side)
+            restore()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                step()
+            return graph
+        except Exception:
+            torch.cuda.synchronize()
+            raise
+        finally:
+            restore()
 
     # --- prefill: each distinct prompt once, copied into its rows ----------------------------
     def _prefill(self, stack, batch: _Batch, prompts, constraint) -> None:
@@ -398,6 +437,23 @@ class GraphEngine:
     # --- one decode step: only static buffers, no host synchronisation --------------------
     def _step(self, stack, batch: _Batch, constraint: MeshConstraint, sampling: SamplingConfig, span=None) -> None:
         """`span`: how many cache positions can be filled (eager mode knows it; a graph reads all)."""
+        h = self._trunk(stack, batch, span)
+        logits = stack.lm_head(h)[:, 0].float()  # [B, 1, V] in, as transformers calls it (hooks see the same shapes)
+        state = ConstraintState(batch.phase, batch.n)
+        logits, bad = constraint.sanitize(logits, state)  # NaN/inf never reach the sampler
+        token, logp = _sample(logits, sampling, batch.temperature, batch.top_p)
+        self._commit(batch, constraint, state, token, logp, bad)
+
+    def _mesh_step(self, stack, batch: _Batch, constraint: MeshConstraint, sampling: SamplingConfig, span=None) -> None:
+        """`_step` once no row is planning: logits and sampling over the mesh codes only."""
+        h = self._trunk(stack, batch, span)
+        token, logp, bad = batch.code_head.sample(h[:, 0], ConstraintState(batch.phase, batch.n), sampling,
+                                                  batch.temperature, batch.top_p)  # fmt: skip
+        self._commit(batch, constraint, ConstraintState(batch.phase, batch.n), token, logp, bad)
+
+    def _trunk(self, stack, batch: _Batch, span=None) -> torch.Tensor:
+        """The decoder over each row's current token: writes the KV cache, returns the final
+        normed hidden state [B, 1, hidden]."""
         B, G, D = batch.rows, stack.heads // stack.kv_heads, stack.head_dim
         span = span or batch.length
         dtype = batch.k[0].dtype
@@ -430,11 +486,12 @@ class GraphEngine:
             y = mlp.down_proj(kern["swiglu"](gate, up))
             nxt = layers[i + 1].input_layernorm if i + 1 < len(layers) else stack.norm
             x, h = kern["add_rms"](x, y, nxt.weight, _eps(nxt))  # the residual add fused with the next norm
-        logits = stack.lm_head(h)[:, 0].float()  # [B, 1, V] in, as transformers calls it (hooks see the same shapes)
-        state = ConstraintState(batch.phase, batch.n)
-        logits, bad = constraint.sanitize(logits, state)  # NaN/inf never reach the sampler
+        return h
+
+    @staticmethod
+    def _commit(batch: _Batch, constraint: MeshConstraint, state: ConstraintState, token, logp, bad) -> None:
+        """Record the step's tokens and move every row's position and constraint state on."""
         batch.nonfinite.add_(bad.long())
-        token, logp = _sample(logits, sampling, batch.temperature, batch.top_p)
         new = constraint.advance(state, token)
         batch.out.index_copy_(1, batch.t, token[:, None])
         batch.logp.index_copy_(1, batch.t, logp[:, None])
@@ -442,7 +499,7 @@ class GraphEngine:
         batch.token.copy_(token)
         batch.phase.copy_(new.phase)
         batch.n.copy_(new.n)
-        batch.pos.copy_(torch.clamp(pos + 1, max=batch.length - 1))  # finished rows idle at the end
+        batch.pos.copy_(torch.clamp(batch.pos + 1, max=batch.length - 1))  # finished rows idle at the end
 
 
 def _qkv(attn, h):
@@ -454,37 +511,3 @@ def _sampling_key(sampling: SamplingConfig, constraint: MeshConstraint) -> tuple
     """What a captured graph bakes in (temperature and top-p live in buffers instead)."""
     return (sampling.greedy, sampling.top_k, sampling.top_p < 1.0, constraint.max_plan_tokens,
             constraint.vocab_size, tuple(constraint.stop_ids), constraint.vocab.start_id)  # fmt: skip
-
-
-def _sample(logits, sampling: SamplingConfig, temperature, top_p):
-    """Next tokens under transformers' warper order (temperature → top-k → top-p), on the device,
-    and log π of each under that final distribution (0 when greedy).
-
-    With top-k, top-p is applied to the k survivors only (the others are at -inf already), so
-    the vocabulary is never sorted. Sampling is the exponential race (argmax of p / E,
-    E ~ Exp(1)), which draws exactly from p without the host synchronisation `torch.multinomial`
-    may need."""
-    if sampling.greedy:
-        token = logits.argmax(dim=-1)
-        return token, torch.zeros(token.shape, dtype=torch.float32, device=token.device)
-    scores = logits / temperature
-    k = sampling.top_k
-    index = None
-    if 0 < k < scores.shape[-1]:
-        kept, index = torch.topk(scores, k, dim=-1)  # sorted, largest first
-        # transformers keeps ties with the k-th value; they have the k-th score, so only their
-        # count could differ, and random float logits do not tie
-        scores = kept
-    if sampling.top_p < 1.0:
-        sorted_scores, order = (scores.flip(-1), None) if index is not None else torch.sort(scores, dim=-1)
-        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)  # ascending, as transformers' TopP
-        drop_sorted = cumulative <= (1 - top_p)
-        drop_sorted[..., -1] = False  # always keep the most likely token
-        drop = drop_sorted.flip(-1) if order is None else torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        scores = scores.masked_fill(drop, float("-inf"))
-    probs = scores.softmax(dim=-1)
-    race = torch.empty_like(probs).exponential_()
-    choice = (probs / race).argmax(dim=-1)
-    logp = scores.gather(-1, choice[..., None])[..., 0] - torch.logsumexp(scores, dim=-1)
-    token = choice if index is None else index.gather(-1, choice[..., None])[..., 0]
-    return token, logp

@@ -52,6 +52,7 @@ def _call(policy, engine, batch, device, seed, sampling, two_step=False):
     if timings.get("first_token_s") is not None:
         out["first_token_s"] = timings["first_token_s"]
     out["cuda_graph"] = timings.get("cuda_graph")
+    out["code_steps"] = timings.get("code_steps")  # steps decoded over the mesh codes' rows only (core/code_head.py)
     return out, res
 
 

@@ -20,6 +20,8 @@ Stages (``--stages``, comma-separated, run in this order):
     policy   train the policy on chat-templated sequences, exactly as Policy.generate prompts it:
              one-step (ONE_STEP -> plan1 + codes), two-step step 1 (STEP1_PLAN -> plan1 + codes)
              and step 2 (STEP2_VISUAL with plan1 -> plan2 + codes); the loss is on the completion
+    decoder  fine-tune the VQ-VAE's decoder (encoder and codebook frozen) to decode corrupted codes,
+             random and the policy's own confusions, to the clean shape (demo_training/decoder.py)
     eval     held-out test captions -> Policy.load(out).generate -> VQ-VAE decode -> family judge
              (procedural.evaluate.classify_batch) and attribute checkers
 
@@ -57,6 +59,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # imported rather than
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_training.data import stage_refs  # noqa: E402
+from demo_training.decoder import stage_decoder  # noqa: E402
 from demo_training.encode import stage_encode  # noqa: E402
 from demo_training.evaluate import stage_eval  # noqa: E402
 from demo_training.policy import stage_policy  # noqa: E402
@@ -98,6 +101,15 @@ def parse_args(argv=None):
     ap.add_argument("--dice-weight", type=float, default=0.5)
     ap.add_argument("--beta", type=float, default=0.25, help="commitment loss weight")
     ap.add_argument("--eval-batch", type=int, default=64)
+    # robust decoder (demo_training/decoder.py)
+    ap.add_argument("--decoder-seconds", type=float, default=180)
+    ap.add_argument("--decoder-max-steps", type=int, default=100_000)
+    ap.add_argument("--decoder-lr", type=float, default=3e-4)
+    ap.add_argument("--decoder-noise", choices=("random", "policy", "mixed"), default="mixed")
+    ap.add_argument("--decoder-clean-frac", type=float, default=0.25, help="share of samples decoded from exact codes")
+    ap.add_argument("--decoder-random-max", type=float, default=0.05, help="highest share of codes replaced at random")
+    ap.add_argument("--decoder-batch", type=int, default=64, help="rows per teacher-forced policy forward")
+    ap.add_argument("--decoder-eval-n", type=int, default=200, help="held-out shapes for the before/after defect counts")
     # policy
     ap.add_argument("--bpe-vocab", type=int, default=1536)
     ap.add_argument("--hidden", type=int, default=384)
@@ -125,6 +137,9 @@ def parse_args(argv=None):
     ap.add_argument("--eval-thresholds", type=float, nargs="*", default=[],
                     help="eval: also judge the same codes decoded at these logit thresholds (default 0 only), "
                          "reported under eval.thresholds; e.g. -2 -3 for thicker shells")  # fmt: skip
+    ap.add_argument("--eval-vqvae", nargs="*", default=[], metavar="LABEL=PATH",
+                    help="eval: also judge the same codes decoded by these VQ-VAEs (same codebook: e.g. a robust "
+                         "decoder from the decoder stage), reported under eval.decoders")  # fmt: skip
     ap.add_argument("--skip-reference-eval", action="store_true",
                     help="eval: do not judge the ground-truth and VQ-VAE-reconstructed test grids (they depend only "
                          "on the data and the VQ-VAE: judge them once when several policies share one)")  # fmt: skip
@@ -145,6 +160,7 @@ def parse_args(argv=None):
         args.eval_n, args.eval_two_step_n, args.gen_batch, args.eval_max_plan = 2, 1, 2, 8
         args.log_every, args.eval_batch, args.workers, args.warmup = 2, 2, 1, 2
         args.refs_per_family = 2
+        args.decoder_seconds, args.decoder_max_steps, args.decoder_eval_n, args.decoder_batch = 600, 4, 2, 2
     return args
 
 
@@ -167,7 +183,7 @@ def main(argv=None) -> int:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = set(stages) - {"refs", "vqvae", "encode", "policy", "eval"}
+    unknown = set(stages) - {"refs", "vqvae", "encode", "policy", "decoder", "eval"}
     if unknown:
         raise SystemExit(f"unknown stages {sorted(unknown)}")
     args.data.mkdir(parents=True, exist_ok=True)
@@ -181,13 +197,13 @@ def main(argv=None) -> int:
         runs.append({"argv": sys.argv[1:], "stages": stages, "env": environment(device),
                      "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})  # fmt: skip
         report.update("runs", runs)
-    for name in ("refs", "vqvae", "encode", "policy", "eval"):
+    for name in ("refs", "vqvae", "encode", "policy", "decoder", "eval"):
         if name in stages:
             t = time.time()
             log(f"=== {name}")
             {"refs": lambda: stage_refs(args, report), "vqvae": lambda: stage_vqvae(args, device, report),
              "encode": lambda: stage_encode(args, device, report), "policy": lambda: stage_policy(args, device, report),
-             "eval": lambda: stage_eval(args, device, report)}[name]()  # fmt: skip
+             "decoder": lambda: stage_decoder(args, device, report), "eval": lambda: stage_eval(args, device, report)}[name]()  # fmt: skip
             log(f"=== {name} done in {time.time() - t:.0f}s")
     return 0
 

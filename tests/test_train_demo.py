@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,15 +44,51 @@ def test_train_demo_smoke(tmp_path):
     bench_gt = json.loads((tmp_path / "bench.json").read_text())["ground_truth"]
     assert bench_gt["n"] == 4 and 0 <= bench_gt["strict_attribute_accuracy_mean"] <= 1  # 2 refs/family: family may miss
     assert bench_gt["quality"]["raw"]["empty"] == 0.0 and set(bench_gt["quality"]) == {"raw", "delivered"}
+    robust = _decoder_stage(tmp_path, out, data)
     _warm_start(tmp_path, out, data)
-    _skip_reference_eval(out, data, report["eval"])
+    _skip_reference_eval(out, data, report["eval"], robust)
 
 
-def _skip_reference_eval(out, data, full):
+def _decoder_stage(tmp_path, init, data):
+    """The decoder stage (issue #21): only the decoder trains, on corrupted codes (random and the
+    policy's teacher-forced draws); the encoder and codebook stay bit for bit, so the cached codes
+    are re-stamped for the new file; before/after reconstruction and defect counts are reported."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from demo_training.data import file_sha
+    finally:
+        sys.path.pop(0)
+    dec, dec_data = tmp_path / "robust", tmp_path / "robust_data"
+    shutil.copytree(init, dec)
+    shutil.copytree(data, dec_data)
+    cmd = [sys.executable, str(REPO / "scripts" / "train_demo.py"), "--smoke", "--stages", "decoder", "--data", str(dec_data),
+           "--out", str(dec)]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "policy proposals for" in run.stderr + run.stdout
+    before, after = load_file(init / "vqvae.safetensors"), load_file(dec / "vqvae.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("Decoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("Decoder."))
+    rep = json.loads((dec / "training_report.json").read_text())["decoder"]
+    assert rep["noise"] == "mixed" and rep["steps"] == 4 and 0 <= rep["policy_proposals_differ"] <= 1
+    for side in ("heldout_before", "heldout_after"):
+        assert set(rep[side]["defects"]) == {"random_0", "random_0.02"} and "shell_iou_mean" in rep[side]["reconstruction"]
+    with np.load(dec_data / "codes_train.npz") as z:
+        assert str(z["vqvae_sha"]) == file_sha(dec / "vqvae.safetensors")
+    return dec / "vqvae.safetensors"
+
+
+def _skip_reference_eval(out, data, full, robust):
     """--skip-reference-eval (train_demo_v2.sh's later evaluations): the policy's own numbers, the
     same as with the reference grids judged, and no ground-truth or reconstruction sections."""
     cmd = [sys.executable, str(REPO / "scripts" / "train_demo.py"), "--smoke", "--stages", "eval", "--data", str(data),
-           "--out", str(out), "--skip-reference-eval", "--eval-thresholds", "0", "-3", "50"]  # fmt: skip
+           "--out", str(out), "--skip-reference-eval", "--eval-thresholds", "0", "-3", "50",
+           "--eval-vqvae", f"robust={robust}"]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     again = json.loads((out / "training_report.json").read_text())["eval"]
@@ -60,6 +99,9 @@ def _skip_reference_eval(out, data, full):
     assert set(again["thresholds"]) == {"-3", "50"}
     assert set(again["thresholds"]["-3"]) == {"one_step", "two_step_coarse", "two_step_refined"}
     assert again["thresholds"]["50"]["one_step"]["quality"]["raw"]["empty"] == 1.0  # nothing is that sure
+    # --eval-vqvae: the same codes decoded by the robust decoder of the same codebook
+    assert set(again["decoders"]) == {"robust"}
+    assert set(again["decoders"]["robust"]) == {"one_step", "two_step_coarse", "two_step_refined"}
 
 
 def _warm_start(tmp_path, init, data):

@@ -46,12 +46,12 @@ def stage_eval(args, device, report: Report) -> None:
                 plans.append(s.plans)
         return np.array(codes), plans, secs
 
-    def decode(codes: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    def decode(codes: np.ndarray, threshold: float = 0.0, decoder=None) -> np.ndarray:
         occ = []
         with torch.no_grad():
             for i in range(0, len(codes), args.eval_batch):
                 c = torch.from_numpy(codes[i : i + args.eval_batch]).to(device)
-                occ.append(vq.decode_occupancy(c, batch_size=args.eval_batch, threshold=threshold)[:, 0].cpu().numpy())
+                occ.append((decoder or vq).decode_occupancy(c, batch_size=args.eval_batch, threshold=threshold)[:, 0].cpu().numpy())
         return np.concatenate(occ)
 
     prompts = [m["caption"].strip() for m in meta]
@@ -100,18 +100,28 @@ def stage_eval(args, device, report: Report) -> None:
                 p, _, a, st, q = judge(occ, fams[:m2], refs, args.workers, wanted[:m2], full=True)
                 results[name] = score(meta[:m2], p, a, st, q)
         results["examples_two_step"] = [{"prompt": prompts[i], "plans": plans2[i]} for i in range(min(3, m2))]
-    thresholds = [t for t in getattr(args, "eval_thresholds", None) or [] if t != 0.0]
-    if judge_ok and thresholds:  # the same codes decoded at other logit thresholds: holes vs merged parts
-        results["thresholds"] = {}
-        for thr in thresholds:
-            r = results["thresholds"][f"{thr:g}"] = {}
-            runs = [("one_step", codes1[:, -1], n)] + ([("two_step_coarse", codes2[:, 0], m2),
-                                                       ("two_step_refined", codes2[:, 1], m2)] if m2 else [])  # fmt: skip
-            for name, c, m in runs:
-                p, _, a, st, q = judge(decode(c, thr), fams[:m], refs, args.workers, wanted[:m], full=True)
-                r[name] = score(meta[:m], p, a, st, q)
-            log(f"eval: threshold {thr:g}, one-step", json.dumps({k: r["one_step"][k] for k in
-                ("family_accuracy", "strict_attribute_accuracy_mean", "quality")}))  # fmt: skip
+    runs = [("one_step", codes1[:, -1], n)] + ([("two_step_coarse", codes2[:, 0], m2),
+                                               ("two_step_refined", codes2[:, 1], m2)] if m2 else [])  # fmt: skip
+
+    def judge_again(section: str, key: str, **decode_args) -> None:
+        r = results.setdefault(section, {})[key] = {}
+        for name, c, m in runs:
+            p, _, a, st, q = judge(decode(c, **decode_args), fams[:m], refs, args.workers, wanted[:m], full=True)
+            r[name] = score(meta[:m], p, a, st, q)
+        log(f"eval: {section} {key}, one-step", json.dumps({k: r["one_step"][k] for k in
+            ("family_accuracy", "strict_attribute_accuracy_mean", "quality")}))  # fmt: skip
+
+    if judge_ok:
+        # the same codes decoded at other logit thresholds (holes vs merged parts) and by other
+        # decoders of the same codebook (demo_training/decoder.py)
+        for thr in [t for t in getattr(args, "eval_thresholds", None) or [] if t != 0.0]:
+            judge_again("thresholds", f"{thr:g}", threshold=thr)
+        for spec in getattr(args, "eval_vqvae", None) or []:
+            label, _, path = spec.rpartition("=")
+            other = load_vqvae(path, device=device)
+            if not torch.equal(other.vq.embeddings.weight, vq.vq.embeddings.weight):
+                raise SystemExit(f"--eval-vqvae {spec}: another codebook; the codes mean other shapes there")
+            judge_again("decoders", label or path, decoder=other)
     results["one_step_seconds"] = secs1
     results["examples_one_step"] = [{"prompt": prompts[i], "family": fams[i], "plan": plans1[i][0]} for i in range(min(5, n))]
     results["seconds"] = round(time.time() - t, 1)
