@@ -14,6 +14,9 @@ from ar3d.core.graph_engine import GraphEngine
 from ar3d.core.policy import Policy
 from ar3d.core.quantize import QuantLinear, quantize_model
 
+# the tests folder is on sys.path (rootdir conftest, no package): transformers' warpers, the chi-square test
+from test_graph_engine import _homogeneity_p, _reference_probs  # noqa: E402
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 PROMPTS = ["a chair with four legs", "a tall vase", "a round wooden table with one thick central leg and a glass top"]
 
@@ -50,18 +53,6 @@ def test_code_steps_default_off_on_cpu_and_env_switch(tiny_policy, monkeypatch):
     engine = GraphEngine(tiny_policy.model, tiny_policy.pad_id, code_steps=True)
     Policy(tiny_policy.model, tiny_policy.tokenizer, engine=engine).generate("a chair", sampling=cfg, seed=0)
     assert engine.last_timings["code_steps"] == 0
-
-
-def _reference_probs(logits, sampling):
-    """transformers' own warpers over the full masked vocabulary, then softmax."""
-    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    scores = TemperatureLogitsWarper(sampling.temperature)(None, logits.clone())
-    if sampling.top_k:
-        scores = TopKLogitsWarper(sampling.top_k)(None, scores)
-    if sampling.top_p < 1:
-        scores = TopPLogitsWarper(sampling.top_p)(None, scores)
-    return scores.softmax(-1)[0]
 
 
 def _constraint(policy, tokens_per_mesh=1024):
@@ -179,8 +170,6 @@ def test_quantized_head_rows_share_the_storage(tiny_policy_dir):
 def test_sampled_generation_keeps_the_distribution(small_pair):
     """End to end through generate: 2000 samples of one prompt, first two mesh codes, the code
     head against transformers (chi-square, as tests/test_graph_engine.py does for the full step)."""
-    from test_graph_engine import _homogeneity_p  # the tests folder is on sys.path (rootdir conftest, no package)
-
     policy = Policy.load(small_pair, device="cpu", dtype="float32")
     cfg = SamplingConfig(temperature=1.0, top_k=6, top_p=0.95, max_plan_tokens=1)
     constraint = MeshConstraint(_constraint(policy, 8).vocab, policy.vocab_size, policy.stop_ids, cfg.max_plan_tokens)
