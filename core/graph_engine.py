@@ -5,7 +5,8 @@ cache and a host synchronisation per token (BENCHMARKS.md, "Generation"). Here o
 (embedding → decoder layers → `lm_head` → `MeshConstraint` → temperature / top-k / top-p →
 sampling → constraint state update) reads and writes only fixed buffers, so it is captured once
 as a CUDA graph and replayed token after token; the host looks at the state every
-`check_every` tokens (progress, cancellation, "all rows done"), never in between.
+`check_every` tokens (progress, cancellation, "all rows done"), never in between. Once no row is
+planning, a second captured step runs: `lm_head`'s mesh-code rows only (`core.code_head`).
 
 What it shares with the model: the modules themselves. The step calls the checkpoint's own
 `q_proj`, `mlp`, norms and `lm_head` (LoRA-wrapped ones included) and keeps no copy of any
