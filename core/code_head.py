@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .constraint import DONE, MESH, SAFE_LOGIT, ConstraintState, MeshConstraint
+from .constraint import DONE, MESH, ConstraintState, MeshConstraint, finite_logits
 from .device_sampling import sample_tokens
 from .quantize import QuantLinear
 from .sampling import SamplingConfig
@@ -54,10 +54,8 @@ class CodeHead:
     def sample(self, h: torch.Tensor, state: ConstraintState, sampling: SamplingConfig, temperature, top_p):
         """(tokens, log π, rows with a non-finite code logit) for hidden states [B, hidden] of rows
         that are all in MESH or DONE: a code while the mesh is open, else the forced token."""
-        logits = self.project(h).float()  # [B, num_codes]
-        bad = ~torch.isfinite(logits).all(dim=-1)
-        # as MeshConstraint.sanitize: NaN and -inf never win, +inf is capped, all-dead rows go uniform
-        logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=SAFE_LOGIT).clamp(max=SAFE_LOGIT)
+        logits, bad = finite_logits(self.project(h))  # [B, num_codes]
+        # as MeshConstraint.sanitize: rows with no finite code logit draw uniformly among the codes
         dead = ~torch.isfinite(logits).any(dim=-1, keepdim=True)
         logits = torch.where(dead, torch.zeros_like(logits), logits)
         code, logp = sample_tokens(logits, sampling, temperature, top_p)

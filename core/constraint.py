@@ -28,6 +28,14 @@ PLAN, MESH, DONE = 0, 1, 2
 SAFE_LOGIT = 1e4  # what +inf becomes: wins over any real logit, and survives temperature and softmax
 
 
+def finite_logits(logits: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 logits where NaN never wins (-inf) and +inf is capped at `SAFE_LOGIT`, and bool
+    rows [...] that had a non-finite logit among their first `width` entries (all by default)."""
+    logits = logits.float()
+    bad = ~torch.isfinite(logits[..., :width]).all(dim=-1)
+    return torch.nan_to_num(logits, nan=float("-inf"), posinf=SAFE_LOGIT).clamp(max=SAFE_LOGIT), bad
+
+
 @dataclass
 class ConstraintState:
     phase: torch.Tensor  # long [B] (or [B, T] for a whole completion)
@@ -95,9 +103,7 @@ class MeshConstraint:
         without bf16): NaN and -inf never win, +inf becomes a large finite logit, and a row left
         with nothing allowed samples uniformly among the allowed tokens. All on the device, no
         host synchronisation; returns (masked float32 logits, bool [B] rows that had a bad logit)."""
-        logits = logits.float()
-        bad = ~torch.isfinite(logits[..., : self.vocab_size]).all(dim=-1)
-        clean = torch.nan_to_num(logits, nan=float("-inf"), posinf=SAFE_LOGIT).clamp(max=SAFE_LOGIT)
+        clean, bad = finite_logits(logits, self.vocab_size)
         masked = self.mask_logits(clean, state)
         dead = ~torch.isfinite(masked).any(dim=-1, keepdim=True)  # nothing allowed is finite
         uniform = self.mask_logits(torch.zeros_like(clean), state)

@@ -51,14 +51,13 @@ def policy_proposals(args, device, codes: np.ndarray, meta: list[dict]) -> np.nd
     sampling = SamplingConfig()
     temperature = torch.tensor(sampling.temperature, device=device)
     top_p = torch.tensor(sampling.top_p, device=device)
-    ids, _, plens, fmts = build_sequences(tok, meta, codes)
-    keep = fmts == 0  # the one-step format: prompt, plan1, <mesh-start>, codes
-    ids, plens = ids[keep], plens[keep]
-    plan_lens = np.array([len(tok(m["plan1"].strip(), add_special_tokens=False)["input_ids"]) for m in meta])
-    first_code = plens + plan_lens + 1  # position of the first code in each row
+    ids, lengths, _, fmts = build_sequences(tok, meta, codes)
+    keep = fmts == 0  # the one-step format: prompt, plan1, <mesh-start>, codes, <mesh-end>, <|im_end|>
+    ids, lengths = ids[keep], lengths[keep]
+    n_tok = codes.shape[1]
+    first_code = lengths - n_tok - 2  # position of the first code in each row
     out = np.empty_like(codes)
     torch.manual_seed(args.seed)  # the sampler draws from the global generator
-    n_tok = codes.shape[1]
     for i in range(0, len(ids), args.decoder_batch):
         rows = torch.from_numpy(ids[i : i + args.decoder_batch].astype(np.int64)).to(device)
         logits = model(input_ids=rows).logits  # [B, T, V]
@@ -129,7 +128,7 @@ def stage_decoder(args, device, report: Report) -> None:
     log("decoder: before", json.dumps(before))
 
     t = time.time()
-    proposals = None
+    proposals = differ = None
     if args.decoder_noise != "random":
         proposals = policy_proposals(args, device, codes, train_meta)
         differ = float((proposals != codes).mean())
@@ -191,6 +190,6 @@ def stage_decoder(args, device, report: Report) -> None:
     report.update("decoder", {
         "noise": args.decoder_noise, "seconds": round(time.time() - t0, 1), "steps": step, "lr": args.decoder_lr,
         "clean_frac": args.decoder_clean_frac, "random_max": args.decoder_random_max, "batch": args.vq_batch,
-        "policy_proposals_differ": None if proposals is None else float((proposals != codes).mean()),
+        "policy_proposals_differ": differ,
         "heldout_before": before, "heldout_after": after, "history": history, "sha256_16": new_sha,
     })  # fmt: skip
