@@ -119,6 +119,7 @@ def _generate(args, paths, sampling, ranker) -> int:
             "two_step": args.two_step,
             "model": pipe.policy.name,
             "vqvae": pipe.vqvae_path,
+            "decode_threshold": pipe.vqvae.config.decode_threshold,  # re-decoding the codes needs it
             "engine": out.generation.engine,
             "precision": pipe.policy.precision,
             "sampling": vars(sampling),

@@ -24,6 +24,7 @@ channel LayerNorms, the input/output convolutions and the codebook always stay f
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -70,6 +71,10 @@ class VQVAEConfig:
         num_res_blocks_middle: ResBlocks at the bottleneck, in encoder and decoder alike.
         resolution: side of the occupancy grid.
         tokens: codes per shape; must equal latent cells × latent_channels / embedding_dim.
+        decode_threshold: a voxel is occupied where the decoder's logit exceeds it. 0 is the
+            public code's choice; a lower value thickens shells (fewer holes, more merged parts).
+            It travels in the weights' config because it belongs to a decoder: the demo's robust
+            decoder ships −2 (MODEL_CARD.md, "Decoding threshold").
     """
 
     num_embeddings: int = 8192
@@ -81,11 +86,15 @@ class VQVAEConfig:
     num_res_blocks_middle: int = 2
     resolution: int = 64
     tokens: int = 1024
+    decode_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise lists from JSON into tuples so configs compare and hash.
         object.__setattr__(self, "encoder_channels", tuple(int(c) for c in self.encoder_channels))
         object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        object.__setattr__(self, "decode_threshold", float(self.decode_threshold))
+        if not math.isfinite(self.decode_threshold):
+            raise ValueError(f"decode_threshold must be a finite logit, got {self.decode_threshold}")
         if len(self.encoder_channels) != len(self.decoder_channels):
             raise ValueError(
                 f"encoder_channels {self.encoder_channels} and decoder_channels "
@@ -374,7 +383,8 @@ class VQVAE3D(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, batch_size: int | None = 16) -> torch.Tensor:
-        """Codes [B,tokens] → float32 occupancy logits [B,1,R,R,R]; occupied where logit > 0."""
+        """Codes [B,tokens] → float32 occupancy logits [B,1,R,R,R]; occupied where logit >
+        ``config.decode_threshold`` (:meth:`decode_occupancy`)."""
         c = self._check_codes(codes)
         out = [self._decode_chunk(chunk) for chunk in _chunks(c, batch_size)]
         if not out:
@@ -382,9 +392,13 @@ class VQVAE3D(nn.Module):
             return torch.empty(0, 1, r, r, r, device=self.device)
         return torch.cat(out)
 
-    def decode_occupancy(self, codes: torch.Tensor, batch_size: int | None = 16, threshold: float = 0.0) -> torch.Tensor:
-        """Codes [B,tokens] → bool occupancy [B,1,R,R,R]: logits above ``threshold`` (0, the public
-        code's choice; lower values give thicker shells, fewer holes, more merged parts)."""
+    def decode_occupancy(self, codes: torch.Tensor, batch_size: int | None = 16,
+                         threshold: float | None = None) -> torch.Tensor:  # fmt: skip
+        """Codes [B,tokens] → bool occupancy [B,1,R,R,R]: logits above ``threshold`` (None: the
+        config's ``decode_threshold``; lower values give thicker shells, fewer holes, more merged
+        parts)."""
+        if threshold is None:
+            threshold = self.config.decode_threshold
         return self.decode(codes, batch_size=batch_size) > threshold
 
     def _encode_chunk(self, x: torch.Tensor) -> torch.Tensor:

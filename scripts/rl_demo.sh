@@ -43,7 +43,9 @@ if [[ ",$STAGES," == *,train,* ]]; then
   if [ -n "${RL_PROMPTS:-}" ]; then
     cp "$RL_PROMPTS" "$RUN/rl_prompts.jsonl"  # saves making the 20k-shape train split on a GPU machine
   else
-    "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl"
+    select=()
+    [ "$REWARDS" = strict ] && select=(--all-families)  # the quality term has a signal in every family
+    "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl" "${select[@]}"
   fi
   timeout -s INT --kill-after=120 "$BUDGET" "$PY" -m ar3d.cli train --config trainer/configs/demo.toml \
     --set model.policy="$START" \

@@ -135,8 +135,8 @@ def parse_args(argv=None):
     ap.add_argument("--gen-batch", type=int, default=1000)
     ap.add_argument("--save-eval", type=Path, default=None, help="npz of generated codes")
     ap.add_argument("--eval-thresholds", type=float, nargs="*", default=[],
-                    help="eval: also judge the same codes decoded at these logit thresholds (default 0 only), "
-                         "reported under eval.thresholds; e.g. -2 -3 for thicker shells")  # fmt: skip
+                    help="eval: also judge the same codes decoded at these logit thresholds (default: the "
+                         "VQ-VAE config's decode_threshold only), reported under eval.thresholds; e.g. 0 -3")  # fmt: skip
     ap.add_argument("--eval-vqvae", nargs="*", default=[], metavar="LABEL=PATH",
                     help="eval: also judge the same codes decoded by these VQ-VAEs (same codebook: e.g. a robust "
                          "decoder from the decoder stage), reported under eval.decoders")  # fmt: skip

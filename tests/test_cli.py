@@ -37,7 +37,7 @@ def test_generate_writes_a_watertight_glb_and_sidecar(model_dir, tmp_path, capsy
     assert len(mesh.faces) > 100 and mesh.is_watertight
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["prompt"] == "a chair with four legs" and side["seed"] == 3
-    assert side["vqvae"].endswith("vqvae.bin") and side["engine"] == "graph"
+    assert side["vqvae"].endswith("vqvae.bin") and side["engine"] == "graph" and side["decode_threshold"] == 0.0
     assert len(side["codes"]) == 1 and len(side["codes"][0]) == 1024 and max(side["codes"][0]) < 64
     assert side["mesh"]["watertight"] and side["sampling"]["temperature"] == 0.7
     assert "generate_seconds" in side["timings"] and len(side["plans"]) == 1
@@ -133,6 +133,7 @@ def test_default_is_the_bundled_demo_model(tmp_path, capsys, monkeypatch):
     assert err.count("using the bundled demo model") == 1
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["vqvae"].endswith("vqvae.safetensors") and side["mesh"]["watertight"]
+    assert side["decode_threshold"] == -2.0  # the robust decoder's, from its vqvae_config.json
     mesh = trimesh.load(out, force="mesh")
     assert mesh.is_watertight and len(mesh.faces) > 200
 

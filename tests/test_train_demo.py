@@ -183,6 +183,15 @@ def test_rl_prompts_keeps_checkable_counts_only(tmp_path):
     assert kept[0] == _rows()[0]  # rows pass through whole: metadata feeds the rewards
     assert "2 of 5 prompts kept" in run.stdout
 
+    # --all-families (strict rewards: the quality term tells any family's samples apart): every
+    # row but those with an attribute no sequence can earn (the bookshelf's shelves)
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "rl_prompts.py"), str(tmp_path / "t.jsonl"), "-o", str(out),
+                          "--all-families"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["family"] for r in kept] == ["chair", "bottle", "lamp", "stairs"]
+    assert "4 of 5 prompts kept" in run.stdout
+
 
 def test_rl_prompts_refuses_held_out_rows_and_missing_files(tmp_path):
     script = str(REPO / "scripts" / "rl_prompts.py")

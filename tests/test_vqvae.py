@@ -99,6 +99,33 @@ def test_input_forms_and_batching(small, parity, decoded):
     assert torch.equal(alone > 0, in_batch > 0)
 
 
+def test_decode_threshold_travels_with_the_weights(vq_dir, small, parity, decoded, tmp_path):
+    """A decoder's threshold is part of its config: saved beside the weights, used by
+    decode_occupancy unless a call names another; files without the key keep the public 0."""
+    assert small.config.decode_threshold == 0.0  # the fixture's json predates the key
+    codes = parity["decode_codes"]
+    thick = VQVAEConfig.from_dict(small.config.to_dict() | {"decode_threshold": -2})
+    assert thick.decode_threshold == -2.0 and thick != small.config
+    weights = tmp_path / "weights.bin"
+    shutil.copy(vq_dir / "small_vqvae.bin", weights)
+    path = save_vqvae(load_vqvae(weights, config=thick), tmp_path / "thick.safetensors")
+    assert json.loads((tmp_path / "thick_config.json").read_text())["decode_threshold"] == -2.0
+    again = load_vqvae(path)
+    assert again.config.decode_threshold == -2.0
+    occ = again.decode_occupancy(codes)
+    assert torch.equal(occ, decoded > -2.0)
+    assert occ.sum() > (decoded > 0).sum()  # the test can tell the thresholds apart
+    assert torch.equal(again.decode_occupancy(codes, threshold=0.0), decoded > 0)
+    with pytest.raises(ValueError, match="finite"):
+        VQVAEConfig.from_dict(small.config.to_dict() | {"decode_threshold": float("nan")})
+
+
+def test_shipped_demo_decoder_threshold():
+    """The demo's robust decoder decodes at -2 (MODEL_CARD.md: 35 -> 28% defective meshes)."""
+    cfg = VQVAEConfig.from_json(Path(__file__).resolve().parents[1] / "models" / "demo" / "vqvae_config.json")
+    assert cfg.decode_threshold == -2.0
+
+
 # ----- files -----------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ def stage_eval(args, device, report: Report) -> None:
     vq = load_vqvae(args.out / "vqvae.safetensors", device=device)
     sampling = SamplingConfig(max_plan_tokens=args.eval_max_plan) if args.eval_max_plan is not None else SamplingConfig()
     results: dict = {"sampling": vars(sampling), "seed": args.eval_seed, "n": n, "dtype": str(policy.model.dtype),
-                     "precision": policy.precision}  # fmt: skip
+                     "precision": policy.precision, "decode_threshold": vq.config.decode_threshold}  # fmt: skip
     results["vqvae_heldout"] = evaluate_reconstruction(vq, test_packed, device, args.eval_batch)
     log("eval: VQ-VAE held-out", json.dumps(results["vqvae_heldout"]))
 
@@ -46,7 +46,8 @@ def stage_eval(args, device, report: Report) -> None:
                 plans.append(s.plans)
         return np.array(codes), plans, secs
 
-    def decode(codes: np.ndarray, threshold: float = 0.0, decoder=None) -> np.ndarray:
+    def decode(codes: np.ndarray, threshold: float | None = None, decoder=None) -> np.ndarray:
+        """Occupancy at `threshold` (None: the decoder's own `decode_threshold`, as generation)."""
         occ = []
         with torch.no_grad():
             for i in range(0, len(codes), args.eval_batch):
@@ -114,7 +115,7 @@ def stage_eval(args, device, report: Report) -> None:
     if judge_ok:
         # the same codes decoded at other logit thresholds (holes vs merged parts) and by other
         # decoders of the same codebook (demo_training/decoder.py)
-        for thr in [t for t in getattr(args, "eval_thresholds", None) or [] if t != 0.0]:
+        for thr in [t for t in getattr(args, "eval_thresholds", None) or [] if t != vq.config.decode_threshold]:
             judge_again("thresholds", f"{thr:g}", threshold=thr)
         for spec in getattr(args, "eval_vqvae", None) or []:
             label, _, path = spec.rpartition("=")
