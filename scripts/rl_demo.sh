@@ -45,7 +45,7 @@ if [[ ",$STAGES," == *,train,* ]]; then
   else
     select=()
     [ "$REWARDS" = strict ] && select=(--all-families)  # the quality term has a signal in every family
-    "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl" "${select[@]}"
+    "$PY" scripts/rl_prompts.py data/demo/train.jsonl -o "$RUN/rl_prompts.jsonl" ${select[@]+"${select[@]}"}
   fi
   timeout -s INT --kill-after=120 "$BUDGET" "$PY" -m ar3d.cli train --config trainer/configs/demo.toml \
     --set model.policy="$START" \
