@@ -184,7 +184,8 @@ def _as_bool_grid(occupancy) -> np.ndarray:
         if not np.isin(grid, (0.0, 1.0)).all():
             raise TypeError(
                 "occupancy is a float grid with values other than 0 and 1; threshold it first "
-                "(VQ-VAE decoder logits: occupancy = logits > 0)"
+                "(VQ-VAE decoder logits: occupancy = logits > 0, or above the decoder's decode_threshold; "
+                "VQVAE3D.decode_occupancy applies it)"
             )
     elif not np.issubdtype(grid.dtype, np.integer):
         raise TypeError(f"occupancy must be bool, integer or 0/1 float, got dtype {grid.dtype}")

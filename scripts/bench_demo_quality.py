@@ -9,7 +9,7 @@
   ``judge`` / ``score`` as that evaluation is (family, lenient and strict attributes, quality
   raw and delivered);
 * ``--vqvae N``: the first N held-out grids encoded and decoded by the model's VQ-VAE (fp32,
-  occupancy = logits > 0, as ``train_demo --stages eval`` reconstructs them) and judged the same
+  occupancy = logits > the config's ``decode_threshold``, as ``train_demo --stages eval`` reconstructs them) and judged the same
   way: how often the VQ-VAE alone puts holes or fragments into solid parts (the v2 target: < 2%),
   plus the shell IoU;
 * ``--chair``: the README's "a wooden chair with four legs" for seeds 0–9 through ``TextTo3D``

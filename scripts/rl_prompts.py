@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     else:
         kept = list(select(rows, wanted))
     if not kept:
-        sys.exit(f"error: no row of {args.source} has any of {sorted(wanted)}")
+        wanted_text = f"no attribute in {sorted(args.skip)}" if args.all_families else f"any of {sorted(wanted)}"
+        sys.exit(f"error: no row of {args.source} has {wanted_text}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:
         for r in kept:

@@ -121,7 +121,7 @@ def test_decode_threshold_travels_with_the_weights(vq_dir, small, parity, decode
 
 
 def test_shipped_demo_decoder_threshold():
-    """The demo's robust decoder decodes at -2 (MODEL_CARD.md: 35 -> 28% defective meshes)."""
+    """The demo's robust decoder decodes at -2 (MODEL_CARD.md: 34.8 -> 26.8% defective one-step meshes)."""
     cfg = VQVAEConfig.from_json(Path(__file__).resolve().parents[1] / "models" / "demo" / "vqvae_config.json")
     assert cfg.decode_threshold == -2.0
 
