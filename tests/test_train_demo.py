@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,14 +118,16 @@ def _warm_start(tmp_path, init, data):
     for name in ("vqvae.safetensors", "vqvae_config.json"):
         shutil.copy(init / name, warm / name)
     cmd = [sys.executable, str(REPO / "scripts" / "train_demo.py"), "--smoke", "--stages", "policy", "--data", str(data),
-           "--policy-init", str(init), "--lr", "0"]  # fmt: skip
+           "--policy-init", str(init), "--lr", "0", "--caption-draws", "2"]  # fmt: skip
     run = subprocess.run([*cmd, "--out", str(warm)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "warm start from" in run.stderr + run.stdout
     assert (warm / "tokenizer.json").read_bytes() == (init / "tokenizer.json").read_bytes()
     before, after = load_file(init / "model.safetensors"), load_file(warm / "model.safetensors")
     assert before.keys() == after.keys() and all((before[k] == after[k]).all() for k in before)
-    assert json.loads((warm / "training_report.json").read_text())["policy"]["init"]["from"] == str(init)
+    report = json.loads((warm / "training_report.json").read_text())["policy"]
+    assert report["init"]["from"] == str(init)
+    assert report["caption_draws"] == 2 and sum(report["sequences"].values()) == 3 * 2 * report["training_samples"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "vqvae.safetensors").write_bytes(b"another VQ-VAE")
@@ -201,3 +204,44 @@ def test_rl_prompts_refuses_held_out_rows_and_missing_files(tmp_path):
     run = subprocess.run([sys.executable, script, str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode != 0 and "make_demo_data.sh" in run.stderr
+
+
+def test_caption_draws_are_fresh_training_wording():
+    """--caption-draws: each training sample's own caption, then fresh draws of its attributes in
+    the training wording: they read back to the sample, use no held-out phrasing, are the same
+    whatever the workers, and each becomes a sequence with the sample's plan and codes."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from demo_training.policy import build_sequences, caption_draws
+    from test_procedural_wording import _held_patterns  # the tests folder is on sys.path
+    from transformers import AutoTokenizer
+
+    from ar3d.core.tokens import MeshVocab
+    from ar3d.procedural.dataset import make_sample
+    from ar3d.procedural.read_caption import read_caption
+
+    meta = [make_sample(i, "train", seed=4, voxels=False).metadata() for i in range(60)]
+    assert caption_draws(meta, 1) == [[m["caption"].strip()] for m in meta]
+    draws = caption_draws(meta, 3)
+    assert draws == caption_draws(meta, 3, workers=2)
+    assert all(len(caps) == 3 and caps[0] == m["caption"].strip() for caps, m in zip(draws, meta))
+    assert sum(len(set(caps)) == 3 for caps in draws) >= 50  # fresh sentences, not copies
+    for caps, m in zip(draws, meta):
+        held = _held_patterns(m["family"])
+        for c in caps[1:]:
+            assert read_caption(c) == (m["family"], m["attributes"]), c
+            assert not [p.pattern for p in held if p.search(c)], c
+    test_row = make_sample(0, "test", seed=4, voxels=False).metadata()
+    with pytest.raises(ValueError, match="training split"):
+        caption_draws([test_row], 2)
+
+    tok = AutoTokenizer.from_pretrained(REPO / "models" / "demo")
+    codes = np.random.default_rng(0).integers(0, 1024, (4, 1024))
+    offset = MeshVocab.from_tokenizer(tok).code_offset
+    ids, lengths, plens, fmts = build_sequences(tok, meta[:4], codes, draws[:4])
+    assert len(ids) == 3 * 4 * 3 and (np.bincount(fmts) == 12).all()
+    for f in range(3):
+        for i in range(4):
+            for k in range(3):
+                r = f * 12 + i * 3 + k
+                assert draws[i][k] in tok.decode(ids[r, : plens[r]])
+                assert (ids[r, lengths[r] - 1026 : lengths[r] - 2] == codes[i] + offset).all()

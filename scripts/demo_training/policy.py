@@ -37,19 +37,62 @@ def chat_prompts(tok, messages: list[list[dict]], batch: int = 2048) -> list[lis
     return out
 
 
-def build_sequences(tok, meta: list[dict], codes: np.ndarray):
-    """All three formats for every sample -> (ids int32 [M, L] right-padded, lengths, prompt
-    lengths, format index). Completion: plan <mesh-start> codes <mesh-end> <|im_end|>."""
+def _draw_captions(job) -> list[list[str]]:
+    from ar3d.procedural.captions import make_caption  # the generator: only needed for new draws
+
+    meta, draws, wording, seed = job
+    out = []
+    for m in meta:
+        caps = [m["caption"].strip()]
+        for k in range(1, draws):
+            rng = np.random.default_rng([seed, int(m.get("seed", 0)), int(m.get("index", 0)), k])
+            caps.append(make_caption(m["family"], m["attributes"], rng, "train", wording)[0].strip())
+        out.append(caps)
+    return out
+
+
+def caption_draws(meta: list[dict], draws: int, wording: str = "v2", seed: int = 0, workers: int = 1) -> list[list[str]]:
+    """Each sample's captions: its own, then ``draws - 1`` more of the same attributes in the
+    training wording (a pure function of the sample and `seed`, whatever `workers`). Why: a
+    sample's one caption is seen ~15 times in a run, so the policy learns those sentences rather
+    than the wording; fresh draws multiply the phrasings. Held-out phrases and templates never
+    appear: the draws are for the train split only, and test samples are refused."""
+    if draws < 1:
+        raise ValueError(f"--caption-draws must be >= 1, got {draws}")
+    if draws == 1:
+        return [[m["caption"].strip()] for m in meta]
+    for m in meta:
+        if m.get("split", "train") != "train" or m.get("novel_combo"):
+            raise ValueError(f"caption draws are for the training split; sample {m.get('index')} is "
+                             f"{m.get('split')!r} (novel combination: {m.get('novel_combo')})")  # fmt: skip
+    chunk = min(2000, -(-len(meta) // (4 * max(1, workers))))
+    jobs = [(meta[i : i + chunk], draws, wording, seed) for i in range(0, len(meta), chunk)]
+    if workers <= 1 or len(jobs) == 1:
+        return [caps for job in jobs for caps in _draw_captions(job)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return [caps for part in pool.map(_draw_captions, jobs) for caps in part]
+
+
+def build_sequences(tok, meta: list[dict], codes: np.ndarray, captions: list[list[str]] | None = None):
+    """All three formats for every sample and each of its captions (``captions``: from
+    :func:`caption_draws`; default its own) -> (ids int32 [M, L] right-padded, lengths, prompt
+    lengths, format index). Rows run format by format, then sample, then caption. Completion:
+    plan <mesh-start> codes <mesh-end> <|im_end|>."""
     from ar3d.core.prompts import step_messages
     from ar3d.core.tokens import MeshVocab
 
     vocab = MeshVocab.from_tokenizer(tok)
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    captions = [m["caption"].strip() for m in meta]
+    if captions is None:
+        captions = [[m["caption"].strip()] for m in meta]
+    owner = [i for i, caps in enumerate(captions) for _ in caps]  # sample of each (sample, caption)
+    flat = [c for caps in captions for c in caps]
     msgs = {
-        0: [step_messages(1, c, two_step=False) for c in captions],
-        1: [step_messages(1, c, two_step=True) for c in captions],
-        2: [step_messages(2, c, plan=m["plan1"], two_step=True) for c, m in zip(captions, meta)],
+        0: [step_messages(1, c, two_step=False) for c in flat],
+        1: [step_messages(1, c, two_step=True) for c in flat],
+        2: [step_messages(2, c, plan=meta[i]["plan1"], two_step=True) for c, i in zip(flat, owner)],
     }
     plans = {1: tok([m["plan1"].strip() for m in meta], add_special_tokens=False)["input_ids"],
              2: tok([m["plan2"].strip() for m in meta], add_special_tokens=False)["input_ids"]}  # fmt: skip
@@ -58,22 +101,28 @@ def build_sequences(tok, meta: list[dict], codes: np.ndarray):
         ref = tok.apply_chat_template(msgs[f][0], add_generation_prompt=True, tokenize=True)
         ref = ref["input_ids"] if hasattr(ref, "keys") else ref
         assert list(ref) == chat_prompts(tok, msgs[f][:1])[0], "chat template batch path differs"
-    rows, fmts = [], []
-    for f in (0, 1, 2):
-        prompt_ids = chat_prompts(tok, msgs[f])
+    mesh = codes.astype(np.int64) + vocab.code_offset
+    n_codes = mesh.shape[1]
+    prompts = {f: chat_prompts(tok, msgs[f]) for f in (0, 1, 2)}
+    plens = np.array([len(p) for f in (0, 1, 2) for p in prompts[f]])
+    plan_len = {f: np.array([len(plans[1 if f < 2 else 2][i]) for i in owner]) for f in (0, 1, 2)}
+    lengths = plens + np.concatenate([plan_len[f] for f in (0, 1, 2)]) + n_codes + 3
+    ids = np.full((len(plens), int(lengths.max())), tok.pad_token_id, dtype=np.int32)
+    r = 0
+    for f in (0, 1, 2):  # numpy slices, not Python lists: millions of rows with many draws
         plan_ids = plans[1] if f < 2 else plans[2]
-        for i in range(len(meta)):
-            mesh = (codes[i] + vocab.code_offset).tolist()
-            comp = [*plan_ids[i], vocab.start_id, *mesh, vocab.end_id, im_end]
-            rows.append((prompt_ids[i], comp))
-            fmts.append(f)
-    lengths = np.array([len(p) + len(c) for p, c in rows])
-    plens = np.array([len(p) for p, _ in rows])
-    ids = np.full((len(rows), lengths.max()), tok.pad_token_id, dtype=np.int32)
-    for r, (p, c) in enumerate(rows):
-        ids[r, : len(p)] = p
-        ids[r, len(p) : len(p) + len(c)] = c
-    return ids, lengths, plens, np.array(fmts)
+        for p, i in zip(prompts[f], owner):
+            plan = plan_ids[i]
+            o = len(p) + len(plan)
+            ids[r, : len(p)] = p
+            ids[r, len(p) : o] = plan
+            ids[r, o] = vocab.start_id
+            ids[r, o + 1 : o + 1 + n_codes] = mesh[i]
+            ids[r, o + 1 + n_codes] = vocab.end_id
+            ids[r, o + 2 + n_codes] = im_end
+            r += 1
+    fmts = np.repeat(np.arange(3), len(owner))
+    return ids, lengths, plens, fmts
 
 
 def policy_shape(args):
@@ -124,7 +173,8 @@ def stage_policy(args, device, report: Report) -> None:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(init)
-    ids, lengths, plens, fmts = build_sequences(tok, meta, codes)
+    captions = caption_draws(meta, args.caption_draws, args.caption_wording, args.seed, args.workers)
+    ids, lengths, plens, fmts = build_sequences(tok, meta, codes, captions)
     log(f"policy: tokenizer {len(tok)} tokens; {len(ids)} sequences, length {lengths.min()}..{lengths.max()} "
         f"(mean {lengths.mean():.0f}), prompts {plens.min()}..{plens.max()}; built in {time.time() - t:.0f}s")  # fmt: skip
 
@@ -209,6 +259,8 @@ def stage_policy(args, device, report: Report) -> None:
         "warmup": args.warmup, "schedule": "linear warmup, cosine to 10% over the time budget",
         "optimizer": "AdamW(0.9, 0.95), wd 0.1 (not on norms/biases), clip 1.0, bf16 autocast",
         "format_weights": dict(zip(FORMATS, args.format_weights)), "sequences": fmt_counts,
+        "caption_draws": args.caption_draws, "caption_wording": args.caption_wording if args.caption_draws > 1 else None,
+        "training_samples": len(meta),
         "sequence_length": {"min": int(lengths.min()), "max": int(lengths.max()), "mean": float(lengths.mean())},
         "final_loss": history[-1]["loss"] if history else None, "history": history, "folder_bytes": size,
     })  # fmt: skip
