@@ -7,12 +7,11 @@ import time
 
 def main(argv=None) -> int:
     from .captions import DEFAULT_WORDING, WORDINGS
-    from .dataset import iter_samples, merge_datasets, write_dataset
+    from .dataset import iter_samples, write_dataset
     from .families import FAMILY_NAMES
 
     ap = argparse.ArgumentParser(prog="python -m ar3d.procedural", description=__doc__)
-    ap.add_argument("--n", type=int, help="number of samples")
-    ap.add_argument("--merge", nargs="+", metavar="NPZ", help="write the samples of these dataset files to --out instead")
+    ap.add_argument("--n", type=int, required=True, help="number of samples")
     ap.add_argument("--split", choices=("train", "test"), default="train")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
@@ -26,13 +25,6 @@ def main(argv=None) -> int:
     ap.add_argument("--families", default=None, help=f"comma-separated subset of: {','.join(FAMILY_NAMES)}")
     ap.add_argument("--out", required=True, help="output .npz (a .jsonl of the metadata is written beside it)")
     args = ap.parse_args(argv)
-    if args.merge:
-        t = time.time()
-        path = merge_datasets(args.merge, args.out)
-        print(f"merged {len(args.merge)} files into {path} in {time.time() - t:.0f}s")
-        return 0
-    if args.n is None:
-        ap.error("--n is required (or --merge FILES)")
     fams = args.families.split(",") if args.families else None
     t = time.time()
     samples = []

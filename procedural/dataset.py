@@ -44,7 +44,6 @@ __all__ = [
     "generate_dataset",
     "write_dataset",
     "read_dataset",
-    "merge_datasets",
     "ProceduralDataset",
     "pack_occupancy",
     "unpack_occupancy",
@@ -252,27 +251,3 @@ def read_dataset(path) -> ProceduralDataset:
         res = int(z["resolution"])
     meta = [json.loads(line) for line in text.splitlines() if line.strip()]
     return ProceduralDataset(packed, meta, res)
-
-
-def merge_datasets(paths: Iterable, out) -> Path:
-    """One dataset file of several (a training set grown with another seed's samples), in order.
-    Refused: mixed resolutions, splits or wordings' formats, and a sample present twice (same
-    split, seed and index), which would weigh it double."""
-    parts = [read_dataset(p) for p in paths]
-    if len(parts) < 2:
-        raise ValueError("merge needs at least two dataset files")
-    res = {d.resolution for d in parts}
-    if len(res) > 1:
-        raise ValueError(f"cannot merge datasets of resolutions {sorted(res)}")
-    splits = {m["split"] for d in parts for m in d.meta}
-    if len(splits) > 1:
-        raise ValueError(f"cannot merge splits {sorted(splits)}: train and test must stay apart")
-    seen: dict = {}
-    for p, d in zip(paths, parts):
-        for m in d.meta:
-            key = (m["split"], m["seed"], m["index"])
-            if key in seen:
-                raise ValueError(f"sample {key} is in both {seen[key]} and {p}; merge files of different seeds")
-            seen[key] = p
-    samples = (Sample(**m, occupancy=d.occupancy(i)) for d in parts for i, m in enumerate(d.meta))
-    return write_dataset(out, samples)

@@ -10,7 +10,6 @@ from ar3d.procedural.mentions import MENTIONS
 from ar3d.procedural.dataset import (
     generate_dataset,
     make_sample,
-    merge_datasets,
     read_dataset,
     rebuild_mesh,
     unpack_occupancy,
@@ -250,22 +249,3 @@ def test_arch_size_unreadable_without_openings():
         warnings.simplefilter("error")
         read = check_attributes("arch", g)
     assert read == {"openings": 0, "size": None}
-
-
-def test_merge_grows_a_training_set(tmp_path):
-    """``--merge``: a training set grown by another seed's samples, in order; a sample twice or
-    train and test together are refused."""
-    from ar3d.procedural.__main__ import main
-
-    fams = ["ring", "fence"]
-    a = write_dataset(tmp_path / "a.npz", generate_dataset(3, "train", seed=1, families=fams))
-    b = write_dataset(tmp_path / "b.npz", generate_dataset(2, "train", seed=2, families=fams))
-    assert main(["--merge", str(a), str(b), "--out", str(tmp_path / "ab.npz")]) == 0
-    ab, parts = read_dataset(tmp_path / "ab.npz"), [read_dataset(a), read_dataset(b)]
-    assert ab.meta == parts[0].meta + parts[1].meta
-    assert np.array_equal(ab.packed, np.concatenate([p.packed for p in parts]))
-    with pytest.raises(ValueError, match="in both"):
-        merge_datasets([a, tmp_path / "ab.npz"], tmp_path / "x.npz")
-    t = write_dataset(tmp_path / "t.npz", generate_dataset(1, "test", seed=1, families=fams))
-    with pytest.raises(ValueError, match="train and test"):
-        merge_datasets([a, t], tmp_path / "x.npz")
