@@ -136,3 +136,45 @@ def conditional_accuracy(meta: list[dict], attrs: list, gt_attrs: list) -> float
             if v == m["attributes"].get(k):
                 hits.append((a or {}).get(k) == v)
     return float(np.mean(hits)) if hits else None
+
+
+def _row_strict(m: dict, strict_row: dict | None) -> float | None:
+    keys = list(STRICT_CHECKERS.get(m["family"], {}))
+    if not keys:
+        return None
+    return float(np.mean([(strict_row or {}).get(k) == m["attributes"].get(k) for k in keys]))
+
+
+def plan_agreement(meta: list[dict], plans: list[str], strict: list | None = None) -> dict:
+    """How often the policy's plan says what the prompt asked, read back by
+    :func:`ar3d.procedural.read_caption.read_attributes`: right = it names no other family and
+    every attribute it states is the wanted value. With ``strict`` (``judge(full=True)``) also
+    the meshes' strict accuracy where the plan is right and where it is wrong.
+
+    Why: it splits a wrong mesh into a prompt the model misread (a wording failure: the plan is
+    wrong) and a right plan drawn wrong (a composition failure: the mesh does not follow it)."""
+    from .read_caption import read_attributes, read_family
+
+    rows = []
+    for m, plan in zip(meta, plans):
+        named = read_family(plan or "")
+        got = read_attributes(m["family"], plan or "")
+        right = (named is None or named == m["family"]) and all(got[k] == v for k, v in m["attributes"].items() if k in got)
+        stated = sum(k in got for k in m["attributes"]) / max(1, len(m["attributes"]))
+        rows.append((bool(m.get("novel_combo", False)), right, stated))
+
+    def summary(keep) -> dict:
+        sel = [i for i, r in enumerate(rows) if keep(r)]
+        out = {"n": len(sel)}
+        if not sel:
+            return out
+        out["plan_right"] = round(float(np.mean([rows[i][1] for i in sel])), 4)
+        out["attributes_stated"] = round(float(np.mean([rows[i][2] for i in sel])), 4)
+        if strict is not None:
+            for label, want in (("strict_where_plan_right", True), ("strict_where_plan_wrong", False)):
+                vals = [v for i in sel if rows[i][1] == want and (v := _row_strict(meta[i], strict[i])) is not None]
+                out[label] = round(float(np.mean(vals)), 4) if vals else None
+        return out
+
+    return {"all": summary(lambda r: True), "novel_combos": summary(lambda r: r[0]),
+            "seen_combos": summary(lambda r: not r[0])}  # fmt: skip

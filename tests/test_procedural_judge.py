@@ -41,3 +41,33 @@ def test_unreadable_grids_count_as_wrong(samples):
     _, _, gt_attrs = judge(grids, fams, refs, 1)
     assert conditional_accuracy(meta, attrs, gt_attrs) == 0.0
     assert conditional_accuracy(meta, gt_attrs, gt_attrs) == 1.0
+
+
+def test_plan_agreement_splits_misread_prompts_from_misdrawn_plans():
+    """A plan is right when it names no other family and states only wanted values; the meshes'
+    strict accuracy is then split by whether the plan was right (issue #21's wording against
+    composition)."""
+    from ar3d.procedural.judge import plan_agreement
+
+    want = {"legs": 3, "size": "short"}
+    meta = [
+        {"family": "table", "attributes": want, "novel_combo": True},
+        {"family": "table", "attributes": want, "novel_combo": True},
+        {"family": "table", "attributes": want, "novel_combo": False},
+        {"family": "table", "attributes": want, "novel_combo": False},
+    ]
+    plans = [
+        "A short table: a round tabletop resting on three vertical legs spaced evenly around the centre.",
+        "A short table: a rectangular tabletop resting on six vertical legs three along each long side.",
+        "A short chair made of simple blocks: a flat square seat on three straight legs.",  # another family
+        "A tabletop on legs.",  # states no attribute: nothing contradicts the prompt
+    ]
+    strict = [{"legs": 4, "size": "short"}, {"legs": 6, "size": "tall"}, None, {"legs": 3, "size": "short"}]
+    out = plan_agreement(meta, plans, strict)
+    assert out["novel_combos"]["plan_right"] == 0.5 and out["seen_combos"]["plan_right"] == 0.5
+    assert out["all"]["plan_right"] == 0.5 and out["all"]["n"] == 4
+    assert out["novel_combos"]["attributes_stated"] == 1.0 and out["seen_combos"]["attributes_stated"] == 0.5
+    # table's strict checkers read legs and size: the right plans' meshes are half and fully
+    # right (0.75), the wrong plans' fully wrong and unread (0)
+    assert out["all"]["strict_where_plan_right"] == 0.75 and out["all"]["strict_where_plan_wrong"] == 0.0
+    assert "strict_where_plan_right" not in plan_agreement(meta, plans)["all"]

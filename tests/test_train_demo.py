@@ -37,6 +37,9 @@ def test_train_demo_smoke(tmp_path):
     assert gt["strict_attribute_accuracy_mean"] >= 0.85 and gt["quality"]["raw"]["defective"] == 0.0
     assert 0 <= one["strict_attribute_accuracy_mean"] <= 1 and set(one["quality"]) == {"raw", "delivered"}
     assert set(report["eval"]["two_step_refined"]["quality"]["raw"]) >= {"defective", "unwanted_holes", "fragments"}
+    for section in ("one_step", "two_step_coarse", "two_step_refined"):  # wording vs composition (#21)
+        plan = report["eval"][section]["plan"]
+        assert plan["all"]["n"] == report["eval"][section]["n"] and 0 <= plan["all"]["plan_right"] <= 1
     # the quality benchmark judges with the same code (scripts/bench_demo_quality.py imports the stages' data
     # reader and ar3d.procedural.judge): on the smoke data's ground truth
     bench = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_demo_quality.py"), "--data", str(data), "--gt",

@@ -68,7 +68,7 @@ def stage_eval(args, device, report: Report) -> None:
 
     saved = {"codes_one_step": codes1[:, -1].astype(np.int16)}
     try:
-        from ar3d.procedural.judge import conditional_accuracy, judge, score  # needs scipy and trimesh
+        from ar3d.procedural.judge import conditional_accuracy, judge, plan_agreement, score  # needs scipy, trimesh
 
         judge_ok = True
     except Exception as e:
@@ -86,6 +86,7 @@ def stage_eval(args, device, report: Report) -> None:
         results["one_step"] = score(meta, p1, a1, s1, q1)
         if not skip:  # the same, counted only on attributes the checker reads right on the ground truth
             results["one_step"]["attribute_accuracy_where_checker_right_on_gt"] = conditional_accuracy(meta, a1, gt_attrs)
+        results["one_step"]["plan"] = plan_agreement(meta, [p[0] for p in plans1], s1)
         results["one_step"]["nearest_reference_iou_mean"] = float(best1.mean())
         results["one_step"]["empty_grids"] = int(sum(not o.any() for o in occ1))
         log("eval: one-step", json.dumps({k: results["one_step"][k] for k in ("family_accuracy", "attribute_accuracy_mean",
@@ -100,6 +101,8 @@ def stage_eval(args, device, report: Report) -> None:
                 occ = decode(codes2[:, s])
                 p, _, a, st, q = judge(occ, fams[:m2], refs, args.workers, wanted[:m2], full=True)
                 results[name] = score(meta[:m2], p, a, st, q)
+                # coarse: the global plan it was drawn from; refined: the visual plan
+                results[name]["plan"] = plan_agreement(meta[:m2], [pl[s] for pl in plans2], st)
         results["examples_two_step"] = [{"prompt": prompts[i], "plans": plans2[i]} for i in range(min(3, m2))]
     runs = [("one_step", codes1[:, -1], n)] + ([("two_step_coarse", codes2[:, 0], m2),
                                                ("two_step_refined", codes2[:, 1], m2)] if m2 else [])  # fmt: skip
