@@ -127,6 +127,8 @@ def parse_args(argv=None):
     ap.add_argument("--caption-draws", type=int, default=1,
                     help="captions per training sample: its own + N-1 fresh draws in the training wording")
     ap.add_argument("--caption-wording", default="v2", help="wording of the extra caption draws (v1 or v2)")
+    ap.add_argument("--caption-partial", type=float, default=0.0,
+                    help="share of the extra draws that name each attribute with probability 1/2 (short prompts)")
     ap.add_argument("--format-weights", type=float, nargs=3, default=[0.5, 0.25, 0.25],
                     help="sampling weights of one-step, two-step step 1, two-step step 2")  # fmt: skip
     # eval

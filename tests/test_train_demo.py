@@ -121,7 +121,7 @@ def _warm_start(tmp_path, init, data):
     for name in ("vqvae.safetensors", "vqvae_config.json"):
         shutil.copy(init / name, warm / name)
     cmd = [sys.executable, str(REPO / "scripts" / "train_demo.py"), "--smoke", "--stages", "policy", "--data", str(data),
-           "--policy-init", str(init), "--lr", "0", "--caption-draws", "2"]  # fmt: skip
+           "--policy-init", str(init), "--lr", "0", "--caption-draws", "2", "--caption-partial", "0.5"]  # fmt: skip
     run = subprocess.run([*cmd, "--out", str(warm)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "warm start from" in run.stderr + run.stdout
@@ -130,7 +130,7 @@ def _warm_start(tmp_path, init, data):
     assert before.keys() == after.keys() and all((before[k] == after[k]).all() for k in before)
     report = json.loads((warm / "training_report.json").read_text())["policy"]
     assert report["init"]["from"] == str(init)
-    assert report["caption_draws"] == 2 and sum(report["sequences"].values()) == 3 * 2 * report["training_samples"]
+    assert report["caption_draws"] == 2 and report["caption_partial"] == 0.5 and sum(report["sequences"].values()) == 3 * 2 * report["training_samples"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "vqvae.safetensors").write_bytes(b"another VQ-VAE")
@@ -219,6 +219,7 @@ def test_caption_draws_are_fresh_training_wording():
     from transformers import AutoTokenizer
 
     from ar3d.core.tokens import MeshVocab
+    from ar3d.procedural.captions import make_caption
     from ar3d.procedural.dataset import make_sample
     from ar3d.procedural.read_caption import read_caption
 
@@ -233,6 +234,24 @@ def test_caption_draws_are_fresh_training_wording():
         for c in caps[1:]:
             assert read_caption(c) == (m["family"], m["attributes"]), c
             assert not [p.pattern for p in held if p.search(c)], c
+    # --caption-partial: some draws leave attributes out (short prompts), never the family
+    partial = caption_draws(meta, 3, partial=1.0)
+    assert [caps[0] for caps in partial] == [caps[0] for caps in draws]
+    named = []
+    for caps, m in zip(partial, meta):
+        held = _held_patterns(m["family"])
+        for c in caps[1:]:
+            family, got = read_caption(c)
+            assert family == m["family"] and got.items() <= m["attributes"].items(), (c, m["attributes"])
+            assert not [p.pattern for p in held if p.search(c)], c
+            assert m["family"] != "mushroom" or "count" in got, c  # its count is its noun phrase
+            named.append(len(got) / len(m["attributes"]))
+    assert min(named) == 0 and 0.3 < np.mean(named) < 0.7  # each attribute named with probability 1/2
+    for family in ("lamp", "car"):  # their nouns carry size and style: a plain noun when left out
+        caption = make_caption(family, {}, np.random.default_rng(0), "train", "v2")[0]
+        assert read_caption(caption) == (family, {}), caption
+    with pytest.raises(ValueError, match="caption-draws 2"):
+        caption_draws(meta, 1, partial=0.5)
     test_row = make_sample(0, "test", seed=4, voxels=False).metadata()
     with pytest.raises(ValueError, match="training split"):
         caption_draws([test_row], 2)

@@ -37,28 +37,47 @@ def chat_prompts(tok, messages: list[list[dict]], batch: int = 2048) -> list[lis
     return out
 
 
+# Attributes a caption cannot leave out: the mushroom's count is its noun phrase ("three mushrooms").
+NAMED_ALWAYS = {"mushroom": ("count",)}
+
+
 def _draw_captions(job) -> list[list[str]]:
     from ar3d.procedural.captions import make_caption  # the generator: only needed for new draws
 
-    meta, draws, wording, seed = job
+    meta, draws, wording, seed, partial = job
     out = []
     for m in meta:
         caps = [m["caption"].strip()]
         for k in range(1, draws):
             rng = np.random.default_rng([seed, int(m.get("seed", 0)), int(m.get("index", 0)), k])
-            caps.append(make_caption(m["family"], m["attributes"], rng, "train", wording)[0].strip())
+            attrs = m["attributes"]
+            if partial and rng.random() < partial:  # name each attribute with probability 1/2
+                keep = NAMED_ALWAYS.get(m["family"], ())
+                attrs = {a: v for a, v in attrs.items() if a in keep or rng.random() < 0.5}
+            caps.append(make_caption(m["family"], attrs, rng, "train", wording)[0].strip())
         out.append(caps)
     return out
 
 
-def caption_draws(meta: list[dict], draws: int, wording: str = "v2", seed: int = 0, workers: int = 1) -> list[list[str]]:
+def caption_draws(meta: list[dict], draws: int, wording: str = "v2", seed: int = 0, workers: int = 1,
+                  partial: float = 0.0) -> list[list[str]]:  # fmt: skip
     """Each sample's captions: its own, then ``draws - 1`` more of the same attributes in the
     training wording (a pure function of the sample and `seed`, whatever `workers`). Why: a
     sample's one caption is seen ~15 times in a run, so the policy learns those sentences rather
     than the wording; fresh draws multiply the phrasings. Held-out phrases and templates never
-    appear: the draws are for the train split only, and test samples are refused."""
+    appear: the draws are for the train split only, and test samples are refused.
+
+    ``partial``: the share of extra draws that name each attribute with probability 1/2 only
+    ("a bookshelf with four shelves" for a tall, closed four-shelf bookcase). Why: every full
+    caption names every attribute, so a prompt naming one of three was outside the data and v3
+    drew "a bookshelf with four shelves" as a fence; a partial caption teaches the plan and shape
+    to fill in what the prompt leaves open."""
     if draws < 1:
         raise ValueError(f"--caption-draws must be >= 1, got {draws}")
+    if not 0.0 <= partial <= 1.0:
+        raise ValueError(f"--caption-partial must be in [0, 1], got {partial}")
+    if partial and draws == 1:
+        raise ValueError("--caption-partial applies to the extra draws: give --caption-draws 2 or more")
     if draws == 1:
         return [[m["caption"].strip()] for m in meta]
     for m in meta:
@@ -66,7 +85,7 @@ def caption_draws(meta: list[dict], draws: int, wording: str = "v2", seed: int =
             raise ValueError(f"caption draws are for the training split; sample {m.get('index')} is "
                              f"{m.get('split')!r} (novel combination: {m.get('novel_combo')})")  # fmt: skip
     chunk = min(2000, -(-len(meta) // (4 * max(1, workers))))
-    jobs = [(meta[i : i + chunk], draws, wording, seed) for i in range(0, len(meta), chunk)]
+    jobs = [(meta[i : i + chunk], draws, wording, seed, partial) for i in range(0, len(meta), chunk)]
     if workers <= 1 or len(jobs) == 1:
         return [caps for job in jobs for caps in _draw_captions(job)]
     from concurrent.futures import ProcessPoolExecutor
@@ -173,7 +192,8 @@ def stage_policy(args, device, report: Report) -> None:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(init)
-    captions = caption_draws(meta, args.caption_draws, args.caption_wording, args.seed, args.workers)
+    captions = caption_draws(meta, args.caption_draws, args.caption_wording, args.seed, args.workers,
+                             args.caption_partial)  # fmt: skip
     ids, lengths, plens, fmts = build_sequences(tok, meta, codes, captions)
     log(f"policy: tokenizer {len(tok)} tokens; {len(ids)} sequences, length {lengths.min()}..{lengths.max()} "
         f"(mean {lengths.mean():.0f}), prompts {plens.min()}..{plens.max()}; built in {time.time() - t:.0f}s")  # fmt: skip
@@ -260,6 +280,7 @@ def stage_policy(args, device, report: Report) -> None:
         "optimizer": "AdamW(0.9, 0.95), wd 0.1 (not on norms/biases), clip 1.0, bf16 autocast",
         "format_weights": dict(zip(FORMATS, args.format_weights)), "sequences": fmt_counts,
         "caption_draws": args.caption_draws, "caption_wording": args.caption_wording if args.caption_draws > 1 else None,
+        "caption_partial": args.caption_partial,
         "training_samples": len(meta),
         "sequence_length": {"min": int(lengths.min()), "max": int(lengths.max()), "mean": float(lengths.mean())},
         "final_loss": history[-1]["loss"] if history else None, "history": history, "folder_bytes": size,
