@@ -357,7 +357,7 @@ class GraphEngine:
             try:
                 # One memory pool for both graphs: they never replay at the same time and keep
                 # no tensor of their own between replays (all state lives in `batch`), so the
-                # code step's scratch can reuse the full step's (1.35 GB in fp8 at 7B otherwise).
+                # code step's scratch can reuse the full step's (its own pool cost 1.35 GB in fp8 at 7B).
                 batch.code_graph = self._graph_of(batch, lambda: self._mesh_step(stack, batch, constraint, sampling),
                                                   pool=batch.graph.pool())
             except Exception as e:  # the full step serves throughout, as without the code head

@@ -24,7 +24,8 @@ import numpy as np
 
 from .phrases import NUM_WORDS
 
-__all__ = ["PHRASES_V2", "HELDOUT_PHRASES", "NOUNS_V2", "HELDOUT_NOUNS", "EXTRA_GENERIC_TEMPLATES", "describe_v2"]
+__all__ = ["PHRASES_V2", "HELDOUT_PHRASES", "NOUNS_V2", "HELDOUT_NOUNS", "EXTRA_GENERIC_TEMPLATES", "NAMED_ALWAYS",
+           "describe_v2"]
 
 
 # generic templates 12 … 23, appended to captions.GENERIC_TEMPLATES for v2 (17 and 23: test only)
@@ -379,6 +380,9 @@ NOUNS_V2 = {
     "lamp": ["lamp"],
     "car": ["car"],
 }
+# Attributes a caption cannot leave out (partial captions name the others at will): the
+# mushroom's count is its noun phrase ("three mushrooms", "a single mushroom").
+NAMED_ALWAYS = {"mushroom": ("count",)}
 HELDOUT_NOUNS = {
     "chair": ["desk chair"],
     "table": ["dinner table"],

@@ -252,6 +252,8 @@ def test_caption_draws_are_fresh_training_wording():
         assert read_caption(caption) == (family, {}), caption
     with pytest.raises(ValueError, match="caption-draws 2"):
         caption_draws(meta, 1, partial=0.5)
+    with pytest.raises(ValueError, match="wording v2"):
+        caption_draws(meta, 2, wording="v1", partial=0.5)
     test_row = make_sample(0, "test", seed=4, voxels=False).metadata()
     with pytest.raises(ValueError, match="training split"):
         caption_draws([test_row], 2)

@@ -37,12 +37,9 @@ def chat_prompts(tok, messages: list[list[dict]], batch: int = 2048) -> list[lis
     return out
 
 
-# Attributes a caption cannot leave out: the mushroom's count is its noun phrase ("three mushrooms").
-NAMED_ALWAYS = {"mushroom": ("count",)}
-
-
 def _draw_captions(job) -> list[list[str]]:
     from ar3d.procedural.captions import make_caption  # the generator: only needed for new draws
+    from ar3d.procedural.wording import NAMED_ALWAYS
 
     meta, draws, wording, seed, partial = job
     out = []
@@ -78,6 +75,8 @@ def caption_draws(meta: list[dict], draws: int, wording: str = "v2", seed: int =
         raise ValueError(f"--caption-partial must be in [0, 1], got {partial}")
     if partial and draws == 1:
         raise ValueError("--caption-partial applies to the extra draws: give --caption-draws 2 or more")
+    if partial and wording != "v2":
+        raise ValueError(f"--caption-partial needs --caption-wording v2 (the wording that can leave attributes out), got {wording!r}")
     if draws == 1:
         return [[m["caption"].strip()] for m in meta]
     for m in meta:
