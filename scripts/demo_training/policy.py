@@ -104,7 +104,7 @@ def build_sequences(tok, meta: list[dict], codes: np.ndarray, captions: list[lis
     vocab = MeshVocab.from_tokenizer(tok)
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     if captions is None:
-        captions = [[m["caption"].strip()] for m in meta]
+        captions = caption_draws(meta, 1)
     owner = [i for i, caps in enumerate(captions) for _ in caps]  # sample of each (sample, caption)
     flat = [c for caps in captions for c in caps]
     msgs = {
