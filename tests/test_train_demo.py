@@ -48,6 +48,17 @@ def test_train_demo_smoke(tmp_path):
     bench_gt = json.loads((tmp_path / "bench.json").read_text())["ground_truth"]
     assert bench_gt["n"] == 4 and 0 <= bench_gt["strict_attribute_accuracy_mean"] <= 1  # 2 refs/family: family may miss
     assert bench_gt["quality"]["raw"]["empty"] == 0.0 and set(bench_gt["quality"]) == {"raw", "delivered"}
+    # --best-of K reports the plain rows beside the best-of ones (same prompts and seeds)
+    bench = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_demo_quality.py"), "--data", str(data),
+                            "--model-dir", str(out), "--model", "2", "--batch", "2", "--chair", "--chair-seeds", "1",
+                            "--best-of", "2", "--out", str(tmp_path / "best_of.json")],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    both = json.loads((tmp_path / "best_of.json").read_text())
+    assert (both["one_step"]["best_of"], both["one_step_best_of_2"]["best_of"]) == (1, 2)
+    assert both["one_step"]["n"] == both["one_step_best_of_2"]["n"] == 2
+    assert (both["readme_chair"]["best_of"], both["readme_chair_best_of_2"]["best_of"]) == (1, 2)
+    assert len(both["readme_chair"]["rows"]) == len(both["readme_chair_best_of_2"]["rows"]) == 1
     robust = _decoder_stage(tmp_path, out, data)
     _warm_start(tmp_path, out, data)
     _skip_reference_eval(out, data, report["eval"], robust)
