@@ -14,6 +14,10 @@
   plus the shell IoU;
 * ``--chair``: the README's "a wooden chair with four legs" for seeds 0–9 (``--chair-seeds``) through ``TextTo3D``
   exactly as ``ar3d generate --seed S`` makes it, with a quality verdict per seed;
+* ``--short S``: short prompts a newcomer types first: each family's plain noun ("a bookshelf")
+  and the issue's partial prompts ("a house with two windows"), seeds 0 .. S-1, one-step. The
+  family, the stated attributes only (strict) and the delivered quality are judged; training
+  captions always named every attribute until ``--caption-partial`` (v4);
 * ``--best-of K`` (with ``--model`` / ``--chair``): each prompt's K candidates ranked as
   ``ar3d generate --best-of K`` ranks them (demo_strict on the prompt alone, never the ground
   truth), the kept one judged; reported beside the plain numbers (``*_best_of_K``), which run too.
@@ -143,6 +147,69 @@ def model(data: Path, refs, model_dir: Path, n: int, batch: int, seed: int, k: i
     return res
 
 
+# what users typed in issue #21, beside each family's plain noun
+PARTIAL_PROMPTS = ("a bookshelf with four shelves", "a house with two windows", "a staircase with 5 steps",
+                   "a ladder with 6 rungs", "a table lamp", "a mug with a handle", "a chair with four legs")  # fmt: skip
+
+
+def short_prompts() -> list[str]:
+    """Each family's first noun ("a bookshelf"), then PARTIAL_PROMPTS."""
+    from ar3d.procedural.wording import MUSHROOM_NOUNS, NOUNS_V2
+
+    plain = [f"{'an' if nouns[0][0] in 'aeiou' else 'a'} {nouns[0]}" for nouns in NOUNS_V2.values()]
+    return plain + [MUSHROOM_NOUNS["one"][0]] + list(PARTIAL_PROMPTS)
+
+
+def short(data: Path, refs, model_dir: Path, seeds: int, batch: int) -> dict:
+    """One-step meshes of short prompts, judged on what each prompt states (ar3d.procedural.read_caption)."""
+    import torch
+
+    from ar3d.core.engine import SamplingConfig
+    from ar3d.core.policy import Policy
+    from ar3d.core.vqvae import load_vqvae
+    from ar3d.procedural.judge import judge
+    from ar3d.procedural.read_caption import read_caption
+
+    prompts = short_prompts()
+    stated = [read_caption(p) for p in prompts]
+    unread = [p for p, (f, _) in zip(prompts, stated) if f is None]
+    if unread:
+        raise ValueError(f"prompts that name no demo family: {unread}")
+    policy = Policy.load(str(model_dir), device="cpu")
+    vq = load_vqvae(model_dir / "vqvae.safetensors", device=torch.device("cpu"))
+    rows, t = [], time.time()
+    for seed in range(seeds):
+        for i in range(0, len(prompts), batch):
+            out = policy.generate(prompts[i : i + batch], two_step=False, sampling=SamplingConfig(), seed=seed)
+            with torch.no_grad():
+                codes = torch.as_tensor(np.stack([x.steps[-1].codes for x in out.samples]), dtype=torch.long)
+                occ = vq.decode_occupancy(codes)[:, 0].numpy()
+            fams = [f for f, _ in stated[i : i + batch]]
+            attrs = [dict(a) for _, a in stated[i : i + batch]]
+            pred, _, _, strict, quality = judge(occ, fams, refs, 1, attrs, full=True)
+            for j, prompt in enumerate(prompts[i : i + batch]):
+                got = strict[j] or {}
+                rows.append({"prompt": prompt, "seed": seed, "family": fams[j], "predicted": pred[j],
+                             "stated": attrs[j], "stated_right": all(got.get(k) == v for k, v in attrs[j].items()),
+                             "clean": quality[j]["delivered"]["clean"]})  # fmt: skip
+            print(f"short prompts: seed {seed}, {min(len(prompts), i + batch)}/{len(prompts)} in {time.time() - t:.0f}s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    per_prompt = {}
+    for r in rows:
+        d = per_prompt.setdefault(r["prompt"], {"family": 0, "right": 0, "clean": 0, "predicted": []})
+        d["family"] += r["predicted"] == r["family"]
+        d["right"] += r["predicted"] == r["family"] and r["stated_right"] and r["clean"]
+        d["clean"] += r["clean"]
+        d["predicted"].append(r["predicted"])
+    share = lambda key: round(float(np.mean([r[key] for r in rows])), 4)  # noqa: E731
+    return {"prompts": prompts, "seeds": seeds, "n": len(rows),
+            "family_accuracy": round(float(np.mean([r["predicted"] == r["family"] for r in rows])), 4),
+            "stated_attributes_right": share("stated_right"), "clean": share("clean"),
+            "right_and_clean": round(float(np.mean([r["predicted"] == r["family"] and r["stated_right"] and r["clean"]
+                                                    for r in rows])), 4),
+            "per_prompt": per_prompt, "rows": rows}  # fmt: skip
+
+
 def chair(model_dir: Path, refs, seeds=range(10), prompt="a wooden chair with four legs", k: int = 1,
           data: Path | None = None) -> dict:  # fmt: skip
     from ar3d.core.engine import SamplingConfig
@@ -192,6 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--chair", action="store_true")
+    ap.add_argument("--short", type=int, default=0, help="short prompts, seeds 0 .. N-1 (0 = skip)")
     ap.add_argument("--chair-seeds", type=int, default=10, help="--chair: seeds 0 .. N-1")
     ap.add_argument("--best-of", type=int, default=1,
                     help="--model and --chair: keep the best of N candidates, as `ar3d generate --best-of N` does")
@@ -203,6 +271,7 @@ def main(argv=None) -> int:
     steps = [("ground_truth", args.gt, lambda: ground_truth(args.data, refs)),
              ("vqvae_reconstruction", args.vqvae > 0, lambda: vqvae(args.data, refs, args.model_dir, args.vqvae, args.batch)),
              ("one_step", args.model > 0, lambda: model(args.data, refs, args.model_dir, args.model, args.batch, args.seed)),
+             ("short_prompts", args.short > 0, lambda: short(args.data, refs, args.model_dir, args.short, args.batch)),
              ("readme_chair", args.chair, lambda: chair(args.model_dir, refs, range(args.chair_seeds), data=args.data))]  # fmt: skip
     if args.best_of > 1:  # the plain rows, then the best-of rows beside them in one report
         k = args.best_of

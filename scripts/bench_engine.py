@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import gc
 import json
 import platform
 import statistics
@@ -256,7 +257,12 @@ def main(argv=None):
     if args.precisions:
         probe = _probe_ids(policy, greedy_bf16, device)
         ref_logits = _logits(policy.model, probe)
-        del engines, graph
+        # Let the bf16 engines go before quantizing, so that their cached batches (KV caches, the
+        # code head's view of the bf16 `lm_head`) cannot count in the 8-bit peaks.
+        policy.engine = None
+        del engines, graph, a
+        gc.collect()
+        torch.cuda.empty_cache()
         for i, precision in enumerate(args.precisions):
             if i:  # the previous format replaced the bf16 weights: rebuild them from the same seed
                 del policy

@@ -59,6 +59,16 @@ def test_train_demo_smoke(tmp_path):
     assert both["one_step"]["n"] == both["one_step_best_of_2"]["n"] == 2
     assert (both["readme_chair"]["best_of"], both["readme_chair_best_of_2"]["best_of"]) == (1, 2)
     assert len(both["readme_chair"]["rows"]) == len(both["readme_chair_best_of_2"]["rows"]) == 1
+    # --short: each family's plain noun and the partial prompts, judged on what they state
+    bench = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_demo_quality.py"), "--data", str(data),
+                            "--model-dir", str(out), "--short", "1", "--batch", "64", "--out", str(tmp_path / "short.json")],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    short = json.loads((tmp_path / "short.json").read_text())["short_prompts"]
+    assert short["n"] == len(short["prompts"]) >= 30 and "a bookshelf" in short["prompts"]
+    assert short["per_prompt"]["a house with two windows"]["predicted"] and 0 <= short["right_and_clean"] <= 1
+    windows = next(r for r in short["rows"] if r["prompt"] == "a house with two windows")
+    assert (windows["family"], windows["stated"]) == ("house", {"windows": 2})
     robust = _decoder_stage(tmp_path, out, data)
     _warm_start(tmp_path, out, data)
     _skip_reference_eval(out, data, report["eval"], robust)
