@@ -124,6 +124,11 @@ def score(meta: list[dict], pred: list[str], attrs: list, strict: list | None = 
                 "empty": share(lambda q: q["empty"]),
                 "score_mean": round(float(np.mean([q["score"] for q in qs])), 4),
             }
+        # where the defects are: the delivered meshes' defect share per prompted family
+        per_family_defects: dict = {}
+        for m, q in zip(meta, quality):
+            per_family_defects.setdefault(m["family"], []).append(not q["delivered"]["clean"])
+        out["defective_per_family"] = {f: round(float(np.mean(v)), 3) for f, v in sorted(per_family_defects.items())}
     return out
 
 

@@ -105,7 +105,8 @@ def best_of_grids(pipe, ranker, prompts: list[str], k: int, seed: int) -> list:
     return grids, out.generation
 
 
-def model(data: Path, refs, model_dir: Path, n: int, batch: int, seed: int, k: int = 1) -> dict:
+def model(data: Path, refs, model_dir: Path, n: int, batch: int, seed: int, k: int = 1,
+          sampling: dict | None = None) -> dict:  # fmt: skip
     import torch
 
     from ar3d.core.engine import SamplingConfig
@@ -133,7 +134,8 @@ def model(data: Path, refs, model_dir: Path, n: int, batch: int, seed: int, k: i
         policy = Policy.load(str(model_dir), device="cpu")
         vq = load_vqvae(model_dir / "vqvae.safetensors", device=torch.device("cpu"))
         for i in range(0, n, batch):
-            out = policy.generate(prompts[i : i + batch], two_step=False, sampling=SamplingConfig(), seed=seed + i)
+            out = policy.generate(prompts[i : i + batch], two_step=False, sampling=SamplingConfig(**(sampling or {})),
+                                  seed=seed + i)  # fmt: skip
             secs += out.seconds
             codes += [s.steps[-1].codes for s in out.samples]
             print(f"generated {min(n, i + batch)}/{n} in {time.time() - t:.0f}s", file=sys.stderr, flush=True)
@@ -143,7 +145,7 @@ def model(data: Path, refs, model_dir: Path, n: int, batch: int, seed: int, k: i
     pred, _, attrs, strict, quality = judge(occ, fams, refs, 1, [m["attributes"] for m in meta], full=True)
     res = score(meta, pred, attrs, strict, quality)
     res.update(generate_seconds=round(secs, 1), seconds_per_mesh=round(secs / n, 2), batch=batch, seed=seed,
-               engine=out.engine, sampling=vars(SamplingConfig()), best_of=k)  # fmt: skip
+               engine=out.engine, sampling=vars(SamplingConfig(**(sampling or {}))), best_of=k)  # fmt: skip
     return res
 
 
@@ -160,7 +162,7 @@ def short_prompts() -> list[str]:
     return plain + [MUSHROOM_NOUNS["one"][0]] + list(PARTIAL_PROMPTS)
 
 
-def short(data: Path, refs, model_dir: Path, seeds: int, batch: int) -> dict:
+def short(data: Path, refs, model_dir: Path, seeds: int, batch: int, sampling: dict | None = None) -> dict:
     """One-step meshes of short prompts, judged on what each prompt states (ar3d.procedural.read_caption)."""
     import torch
 
@@ -180,7 +182,8 @@ def short(data: Path, refs, model_dir: Path, seeds: int, batch: int) -> dict:
     rows, t = [], time.time()
     for seed in range(seeds):
         for i in range(0, len(prompts), batch):
-            out = policy.generate(prompts[i : i + batch], two_step=False, sampling=SamplingConfig(), seed=seed)
+            out = policy.generate(prompts[i : i + batch], two_step=False, sampling=SamplingConfig(**(sampling or {})),
+                                  seed=seed)  # fmt: skip
             with torch.no_grad():
                 codes = torch.as_tensor(np.stack([x.steps[-1].codes for x in out.samples]), dtype=torch.long)
                 occ = vq.decode_occupancy(codes)[:, 0].numpy()
@@ -263,15 +266,21 @@ def main(argv=None) -> int:
     ap.add_argument("--chair-seeds", type=int, default=10, help="--chair: seeds 0 .. N-1")
     ap.add_argument("--best-of", type=int, default=1,
                     help="--model and --chair: keep the best of N candidates, as `ar3d generate --best-of N` does")
+    ap.add_argument("--temperature", type=float, help="--model and --short (plain): sampling temperature (default: the CLI's)")
+    ap.add_argument("--top-p", type=float, help="--model and --short (plain): top-p (default: the CLI's)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     refs = load_refs(args.data / "refs.npz")
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report["machine"] = {"cpu_threads": __import__("torch").get_num_threads(), "date": time.strftime("%Y-%m-%d")}
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    tag = "".join(f"_{k}_{v:g}" for k, v in sampling.items())  # other sampling: other keys in the report
     steps = [("ground_truth", args.gt, lambda: ground_truth(args.data, refs)),
              ("vqvae_reconstruction", args.vqvae > 0, lambda: vqvae(args.data, refs, args.model_dir, args.vqvae, args.batch)),
-             ("one_step", args.model > 0, lambda: model(args.data, refs, args.model_dir, args.model, args.batch, args.seed)),
-             ("short_prompts", args.short > 0, lambda: short(args.data, refs, args.model_dir, args.short, args.batch)),
+             ("one_step" + tag, args.model > 0,
+              lambda: model(args.data, refs, args.model_dir, args.model, args.batch, args.seed, sampling=sampling)),
+             ("short_prompts" + tag, args.short > 0,
+              lambda: short(args.data, refs, args.model_dir, args.short, args.batch, sampling)),
              ("readme_chair", args.chair, lambda: chair(args.model_dir, refs, range(args.chair_seeds), data=args.data))]  # fmt: skip
     if args.best_of > 1:  # the plain rows, then the best-of rows beside them in one report
         k = args.best_of

@@ -43,12 +43,14 @@ def _call(policy, engine, batch, device, seed, sampling, two_step=False):
     policy.engine = engine
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)  # what lives between calls: peak - before = the call's own
     wall, res = _timed(lambda: policy.generate([PROMPT], samples=batch, two_step=two_step, sampling=sampling, seed=seed), device)
     if not two_step:
         for s in res.samples:
             st = s.steps[0]
             assert len(st.completion_ids) == NEW_TOKENS and st.codes.shape == (1024,), len(st.completion_ids)
-    out = {"wall_s": wall, "peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None}
+    out = {"wall_s": wall, "peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+           "allocated_before_bytes": before if device.type == "cuda" else None}  # fmt: skip
     timings = getattr(engine, "last_timings", {}) or {}
     if timings.get("first_token_s") is not None:
         out["first_token_s"] = timings["first_token_s"]
@@ -128,6 +130,8 @@ def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_b
     from ar3d.core.quantize import check_precision, quantize_model, quantized_bytes
 
     check_precision(precision, device)
+    if args.memory_snapshot:  # allocations from here on carry their Python stacks
+        torch.cuda.memory._record_memory_history(max_entries=100_000)
     t = time.perf_counter()
     quantize_model(policy.model, precision)
     torch.cuda.empty_cache()
@@ -156,12 +160,37 @@ def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_b
                                 "peak_bytes": max(c["peak_bytes"] or 0 for c in calls)}  # fmt: skip
         res["precisions"][precision] = out
         dump()
+    if args.memory_snapshot:
+        out["live_memory_by_site"] = _live_memory_by_site()
+        torch.cuda.memory._record_memory_history(enabled=None)
     _, g = _call(policy, engine, 1, device, 0, greedy)
     out["greedy_agreement_tokens_vs_bf16"] = _agree(g.samples[0].steps[0].completion_ids, greedy_bf16)
     out["graph_failed"], out["fuse_failed"] = engine._graph_failed, engine._fuse_failed
     if args.profile:
         out["profile"] = profile(policy, engine, device, sampling)
     return out
+
+
+def _live_memory_by_site(n: int = 20) -> list[dict]:
+    """Live CUDA memory summed by where it was allocated (the n largest sites, ar3d frames first):
+    what the 8-bit engine holds between calls, beside its weights."""
+    try:
+        snap = torch.cuda.memory._snapshot()
+    except Exception as e:  # an API change must not cost the run its timings
+        return [{"error": f"{type(e).__name__}: {e}"}]
+    sites: dict = {}
+    for seg in snap.get("segments", []):
+        pool = str(seg.get("segment_pool_id"))  # (0, 0): the ordinary allocator; others: a CUDA graph's
+        for b in seg.get("blocks", []):
+            if b.get("state") != "active_allocated":
+                continue
+            frames = [f"{f.get('filename', '?').split('/')[-1]}:{f.get('line')} {f.get('name')}" for f in b.get("frames", [])]
+            ours = [f for f in frames if not f.startswith(("__init__.py", "module.py", "functional.py"))]
+            key = (pool, tuple((ours or frames)[:6]))
+            site = sites.setdefault(key, {"bytes": 0, "blocks": 0, "pool": pool, "frames": list(key[1])})
+            site["bytes"] += b.get("size", 0)
+            site["blocks"] += 1
+    return sorted(sites.values(), key=lambda x: -x["bytes"])[:n]
 
 
 def main(argv=None):
@@ -180,6 +209,8 @@ def main(argv=None):
     ap.add_argument("--precisions", nargs="*", default=[], choices=["fp8", "int8"],
                     help="also time the graph engine with 8-bit weights (GPU)")
     ap.add_argument("--skip-bf16", action="store_true", help="only the --precisions runs (bf16 graph b1 still timed)")
+    ap.add_argument("--memory-snapshot", action="store_true",
+                    help="with --precisions: record the 8-bit runs' allocations; report live memory by allocation site")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)

@@ -37,6 +37,8 @@ def test_train_demo_smoke(tmp_path):
     assert gt["strict_attribute_accuracy_mean"] >= 0.85 and gt["quality"]["raw"]["defective"] == 0.0
     assert 0 <= one["strict_attribute_accuracy_mean"] <= 1 and set(one["quality"]) == {"raw", "delivered"}
     assert set(report["eval"]["two_step_refined"]["quality"]["raw"]) >= {"defective", "unwanted_holes", "fragments"}
+    per_family = report["eval"]["one_step"]["defective_per_family"]  # where the defects are (#21)
+    assert set(per_family) == set(report["eval"]["one_step"]["per_family"]) and all(0 <= v <= 1 for v in per_family.values())
     for section in ("one_step", "two_step_coarse", "two_step_refined"):  # wording vs composition (#21)
         plan = report["eval"][section]["plan"]
         assert plan["all"]["n"] == report["eval"][section]["n"] and 0 <= plan["all"]["plan_right"] <= 1
