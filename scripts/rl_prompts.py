@@ -11,11 +11,14 @@ accuracy 20–70%) and where the checker can tell samples apart, so RL spends it
 term tells apart the samples of every family, and the spongy shells it penalises are mostly in
 families without a count (cactus, tree, car), so every row carries a signal.
 
+``--families fence ladder …`` keeps only those families' rows: Hi-GRPO's budget where the
+defects are (demo v4's sit in the families with thin bars, BENCHMARKS.md #21).
+
 ``bookshelf.shelves`` is left out by default: the VQ-VAE's own reconstructions of ground-truth
 bookshelves read right only 2.5% of the time (models/demo/MODEL_CARD.md), so no token sequence
 the policy writes can earn that reward.
 
-    python scripts/rl_prompts.py data/demo/train.jsonl -o runs/demo/rl_prompts.jsonl [--all-families]
+    python scripts/rl_prompts.py data/demo/train.jsonl -o runs/demo/rl_prompts.jsonl [--all-families] [--families ...]
 """
 
 from __future__ import annotations
@@ -55,7 +58,14 @@ def main(argv=None) -> int:
     ap.add_argument("--all-families", action="store_true",
                     help="keep every row without a --skip attribute, not only rows with a count (strict rewards)")
     ap.add_argument("--skip", nargs="*", default=list(UNREACHABLE), help="family.attribute to leave out")
+    ap.add_argument("--families", nargs="+", help="keep only these families' rows")
     args = ap.parse_args(argv)
+    if args.families:
+        from ar3d.procedural.families import FAMILIES
+
+        unknown = sorted(set(args.families) - set(FAMILIES))
+        if unknown:
+            sys.exit(f"error: unknown --families {unknown}; the demo families are {sorted(FAMILIES)}")
     if not args.source.is_file():
         sys.exit(f"error: {args.source} not found; make the demo data first (bash scripts/make_demo_data.sh)")
     wanted = count_attributes(tuple(args.skip))
@@ -67,8 +77,11 @@ def main(argv=None) -> int:
         kept = [r for r in rows if not any(f"{r.get('family')}.{a}" in args.skip for a in r.get("attributes") or {})]
     else:
         kept = list(select(rows, wanted))
+    if args.families:
+        kept = [r for r in kept if r.get("family") in args.families]
     if not kept:
         wanted_text = f"no attribute in {sorted(args.skip)}" if args.all_families else f"any of {sorted(wanted)}"
+        wanted_text += f" in the families {args.families}" if args.families else ""
         sys.exit(f"error: no row of {args.source} has {wanted_text}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:

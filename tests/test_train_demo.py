@@ -221,6 +221,15 @@ def test_rl_prompts_keeps_checkable_counts_only(tmp_path):
     assert [r["family"] for r in kept] == ["chair", "bottle", "lamp", "stairs"]
     assert "4 of 5 prompts kept" in run.stdout
 
+    # --families: Hi-GRPO's rollouts where the defects are; a name that is no family is refused
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "rl_prompts.py"), str(tmp_path / "t.jsonl"), "-o", str(out),
+                          "--all-families", "--families", "lamp", "stairs"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line)["family"] for line in out.read_text().splitlines()] == ["lamp", "stairs"]
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "rl_prompts.py"), str(tmp_path / "t.jsonl"), "-o", str(out),
+                          "--families", "fences"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode != 0 and "unknown --families ['fences']" in run.stderr and "fence" in run.stderr
+
 
 def test_rl_prompts_refuses_held_out_rows_and_missing_files(tmp_path):
     script = str(REPO / "scripts" / "rl_prompts.py")
