@@ -192,24 +192,24 @@ def short(data: Path, refs, model_dir: Path, seeds: int, batch: int, sampling: d
             pred, _, _, strict, quality = judge(occ, fams, refs, 1, attrs, full=True)
             for j, prompt in enumerate(prompts[i : i + batch]):
                 got = strict[j] or {}
-                rows.append({"prompt": prompt, "seed": seed, "family": fams[j], "predicted": pred[j],
-                             "stated": attrs[j], "stated_right": all(got.get(k) == v for k, v in attrs[j].items()),
-                             "clean": quality[j]["delivered"]["clean"]})  # fmt: skip
+                row = {"prompt": prompt, "seed": seed, "family": fams[j], "predicted": pred[j], "stated": attrs[j],
+                       "stated_right": all(got.get(k) == v for k, v in attrs[j].items()),
+                       "clean": quality[j]["delivered"]["clean"]}  # fmt: skip
+                row["right"] = row["predicted"] == row["family"] and row["stated_right"] and row["clean"]
+                rows.append(row)
             print(f"short prompts: seed {seed}, {min(len(prompts), i + batch)}/{len(prompts)} in {time.time() - t:.0f}s",
                   file=sys.stderr, flush=True)  # fmt: skip
     per_prompt = {}
     for r in rows:
         d = per_prompt.setdefault(r["prompt"], {"family": 0, "right": 0, "clean": 0, "predicted": []})
         d["family"] += r["predicted"] == r["family"]
-        d["right"] += r["predicted"] == r["family"] and r["stated_right"] and r["clean"]
+        d["right"] += r["right"]
         d["clean"] += r["clean"]
         d["predicted"].append(r["predicted"])
     share = lambda key: round(float(np.mean([r[key] for r in rows])), 4)  # noqa: E731
     return {"prompts": prompts, "seeds": seeds, "n": len(rows),
             "family_accuracy": round(float(np.mean([r["predicted"] == r["family"] for r in rows])), 4),
-            "stated_attributes_right": share("stated_right"), "clean": share("clean"),
-            "right_and_clean": round(float(np.mean([r["predicted"] == r["family"] and r["stated_right"] and r["clean"]
-                                                    for r in rows])), 4),
+            "stated_attributes_right": share("stated_right"), "clean": share("clean"), "right_and_clean": share("right"),
             "per_prompt": per_prompt, "rows": rows}  # fmt: skip
 
 
