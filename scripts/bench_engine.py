@@ -210,7 +210,8 @@ def main(argv=None):
                     help="also time the graph engine with 8-bit weights (GPU)")
     ap.add_argument("--skip-bf16", action="store_true", help="only the --precisions runs (bf16 graph b1 still timed)")
     ap.add_argument("--memory-snapshot", action="store_true",
-                    help="with --precisions: record the 8-bit runs' allocations; report live memory by allocation site")
+                    help="with --precisions: record the 8-bit runs' allocations (their timings then carry the "
+                         "recording's cost) and report live memory by allocation site")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--threads", help="CPU threads for torch (default: $AR3D_THREADS, then auto; ar3d.core.threads)")
     args = ap.parse_args(argv)

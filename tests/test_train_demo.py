@@ -228,7 +228,7 @@ def test_rl_prompts_keeps_checkable_counts_only(tmp_path):
     assert [json.loads(line)["family"] for line in out.read_text().splitlines()] == ["lamp", "stairs"]
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "rl_prompts.py"), str(tmp_path / "t.jsonl"), "-o", str(out),
                           "--families", "fences"], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert run.returncode != 0 and "unknown --families ['fences']" in run.stderr and "fence" in run.stderr
+    assert run.returncode != 0 and "unknown --families ['fences']" in run.stderr and "'fence'" in run.stderr
 
 
 def test_rl_prompts_refuses_held_out_rows_and_missing_files(tmp_path):
