@@ -42,7 +42,9 @@ def _judge_chunk(job):
             strict.append(check_attributes_strict(f, g))
         except Exception:
             strict.append(None)
-        quality.append({"raw": assess(g, f, want).to_dict(), "delivered": assess(g, f, want, delivered).to_dict()})
+        shown = strict[-1]  # a clean mesh with a wrong count is a count error, not a defect (quality.py)
+        quality.append({"raw": assess(g, f, want, shown=shown).to_dict(),
+                        "delivered": assess(g, f, want, delivered, shown=shown).to_dict()})
     return pred, best.tolist(), attrs, strict, quality
 
 
@@ -117,6 +119,8 @@ def score(meta: list[dict], pred: list[str], attrs: list, strict: list | None = 
             share = lambda cond: round(float(np.mean([cond(q) for q in qs])), 4)  # noqa: E731
             out["quality"][which] = {
                 "defective": share(lambda q: not q["clean"]),
+                # the measure before 2026-12-08: topology against the prompt's counts alone
+                "defective_vs_prompt": share(lambda q: not _prompted_clean(q)),
                 "unwanted_holes": share(lambda q: q["unwanted_holes"] > 0),
                 "fragments": share(lambda q: q["fragments"] > 0),
                 "perforated": share(lambda q: q["perforated"]),
@@ -130,6 +134,11 @@ def score(meta: list[dict], pred: list[str], attrs: list, strict: list | None = 
             per_family_defects.setdefault(m["family"], []).append(not q["delivered"]["clean"])
         out["defective_per_family"] = {f: round(float(np.mean(v)), 3) for f, v in sorted(per_family_defects.items())}
     return out
+
+
+def _prompted_clean(q: dict) -> bool:
+    p = q.get("prompted_clean")
+    return q["clean"] if p is None else p
 
 
 def conditional_accuracy(meta: list[dict], attrs: list, gt_attrs: list) -> float | None:

@@ -7,6 +7,13 @@ chair seat with a hole through it, a railing with 15 tunnels, a house with three
 beside it are all readable from the topology of the solid that ``core.mesh`` meshes
 (:func:`ar3d.core.mesh.mesh_solid`, :func:`ar3d.core.topology.topology`).
 
+Where the strict checkers read a count off the mesh (``shown``: rungs, posts and rails, legs,
+shelves, mushrooms, a mug's handle), the expected topology is that of the object drawn: a clean
+ladder with 7 rungs asked for 6 is a count error, which strict attribute accuracy reports, not a
+mesh with an unwanted hole. A person looking at it agrees; before 2026-12-08 it counted as both.
+The topology against the prompt alone is kept beside it (``Quality.prompted_clean``) so that
+numbers stay comparable with the older tables.
+
 Expected topology (:func:`expected_topology`) is derived from each family's builder — e.g. a
 ladder with n rungs is a grid of n − 1 loops, a fence (posts − 1)·(rails − 1), a bookshelf
 without a back one tunnel per shelf bay — and given as a range where hidden proportions decide
@@ -24,10 +31,21 @@ import numpy as np
 from ..core.mesh import DegenerateOccupancyError, MeshConfig, mesh_solid
 from ..core.topology import topology
 
-__all__ = ["QualityConfig", "Quality", "expected_topology", "assess", "summarize", "EXPECTED_PIECES"]
+__all__ = ["QualityConfig", "Quality", "expected_topology", "assess", "summarize", "EXPECTED_PIECES", "DRAWN_ATTRIBUTES"]
 
 # Families whose objects are several separate pieces; all others are one piece.
 EXPECTED_PIECES = {"mushroom": lambda a: int(a.get("count", 1))}
+
+# The attributes that set a family's expected topology and that a strict checker reads off the
+# mesh (ar3d.procedural.strict): where one is read, the object drawn sets the expectation.
+DRAWN_ATTRIBUTES = {
+    "ladder": ("rungs",),
+    "fence": ("posts", "rails"),
+    "stool": ("legs",),
+    "bookshelf": ("shelves",),
+    "mushroom": ("count",),
+    "mug": ("handle",),
+}
 
 
 def _genus_range(family: str, a: dict) -> tuple[int, int]:
@@ -107,6 +125,9 @@ class Quality:
     missing_holes: int  # genus below the expected minimum (e.g. merged rungs)
     perforated: bool
     empty: bool = False
+    prompted_clean: bool | None = None
+    """Clean against the prompt's attributes alone (the measure before 2026-12-08): a clean
+    ladder with a wrong rung count is not. None: the same as `clean` (nothing was read)."""
 
     @property
     def clean(self) -> bool:
@@ -127,19 +148,38 @@ class Quality:
         return d
 
 
+def drawn_attributes(family: str | None, attributes: dict | None, shown: dict | None) -> dict:
+    """The prompt's attributes with the topology-setting ones the checkers read off the mesh
+    (`shown`, None = unreadable: the prompt's value stays)."""
+    a = dict(attributes or {})
+    for k in DRAWN_ATTRIBUTES.get(family, ()):
+        if shown and shown.get(k) is not None:
+            a[k] = shown[k]
+    return a
+
+
 def assess(occupancy, family: str | None = None, attributes: dict | None = None,
-           config: QualityConfig | None = None) -> Quality:  # fmt: skip
-    """Quality of a decoded grid (shell or solid) for the prompted family and attributes."""
+           config: QualityConfig | None = None, shown: dict | None = None) -> Quality:  # fmt: skip
+    """Quality of a decoded grid (shell or solid) for the prompted family and attributes.
+
+    `shown`: the attributes the strict checkers read off this grid (``check_attributes_strict``);
+    where they read a count, the object drawn sets the expected topology (module docstring)."""
     config = config or QualityConfig()
-    exp = expected_topology(family, attributes)
+    drawn = drawn_attributes(family, attributes, shown)
+    exp = expected_topology(family, drawn)
     lo, hi = exp["genus"]
     try:
         solid = mesh_solid(occupancy, config.mesh)
     except DegenerateOccupancyError:
-        return Quality(family, 0, exp["pieces"], 0, 0.0, 0, (lo, hi), 0, 0, False, empty=True)
+        return Quality(family, 0, exp["pieces"], 0, 0.0, 0, (lo, hi), 0, 0, False, empty=True, prompted_clean=False)
     t = topology(solid)
     extra = t.sizes[exp["pieces"] :]
     unwanted = max(0, t.genus - hi) if hi is not None else 0
+    prompted_clean = None
+    if drawn != dict(attributes or {}):
+        asked = expected_topology(family, attributes)
+        asked_hi = asked["genus"][1]
+        prompted_clean = t.pieces <= asked["pieces"] and (asked_hi is None or t.genus <= asked_hi)
     return Quality(
         family=family,
         pieces=t.pieces,
@@ -151,6 +191,7 @@ def assess(occupancy, family: str | None = None, attributes: dict | None = None,
         unwanted_holes=unwanted,
         missing_holes=max(0, lo - t.genus),
         perforated=unwanted >= config.perforation_min,
+        prompted_clean=prompted_clean,
     )
 
 
@@ -163,6 +204,7 @@ def summarize(qualities: list[Quality]) -> dict:
     return {
         "n": n,
         "defective": f(lambda q: not q.clean),
+        "defective_vs_prompt": f(lambda q: not (q.clean if q.prompted_clean is None else q.prompted_clean)),
         "unwanted_holes": f(lambda q: q.unwanted_holes > 0),
         "fragments": f(lambda q: q.fragments > 0),
         "perforated": f(lambda q: q.perforated),

@@ -48,7 +48,7 @@ def verdict(occupancy, family: str, attrs: dict, refs) -> tuple[str, dict]:
 
     got_family = classify_batch([occupancy], refs)[0][0] if refs is not None else None
     strict = check_attributes_strict(family, occupancy)
-    q = assess(occupancy, family, attrs, QualityConfig(mesh=MeshConfig()))
+    q = assess(occupancy, family, attrs, QualityConfig(mesh=MeshConfig()), shown=strict)
     wrong = [f"{k}: {'unreadable' if strict.get(k) is None else strict.get(k)}"
              for k, v in attrs.items() if k in strict and strict.get(k) != v]  # fmt: skip
     parts = []

@@ -13,6 +13,7 @@
 # band (occupancy only: no Blender needed, so it runs on GPU machines without bpy).
 # The evaluation of the starting model ($START, "before") and of the RL policy ("after") run
 # side by side with the same prompts and seeds; STAGES=eval evaluates an existing $RUN/policy.
+# Each evaluation also keeps its generated codes ($m/eval_codes.npz) to judge again later.
 # These defaults, with BUDGET=410 (16 steps on an H100), made the shipped models/demo from the
 # supervised one (its MODEL_CARD.md); run again, they start from the shipped weights.
 set -euo pipefail
@@ -84,6 +85,7 @@ if [[ ",$STAGES," == *,eval,* ]]; then
   for m in "${models[@]}"; do
     "$PY" scripts/train_demo.py --stages eval --out "$m" --data data/demo --eval-n "$EVAL_N" \
       --eval-two-step-n "$EVAL_TWO_STEP_N" --gen-batch 500 ${EVAL_THRESHOLDS:+--eval-thresholds $EVAL_THRESHOLDS} \
+      --save-eval "$m/eval_codes.npz" \
       > "$m/eval.log" 2>&1 &
     pids+=($!)
   done

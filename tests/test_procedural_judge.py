@@ -23,8 +23,25 @@ def test_judge_reads_ground_truth_and_scores_it(samples):
     assert out["family_accuracy"] == 1.0 and out["n"] == 3
     assert out["attribute_accuracy_mean"] >= 0.8 and out["attribute_checks"] > 0
     assert set(out["quality"]) == {"raw", "delivered"} and out["quality"]["raw"]["empty"] == 0.0
+    assert out["quality"]["raw"]["defective_vs_prompt"] == out["quality"]["raw"]["defective"]  # right counts: the same
     # worker processes give exactly what one process gives
     assert judge(grids, fams, refs, 2, [m["attributes"] for m in meta], full=True)[2:] == (attrs, strict, quality)
+
+
+def test_judge_reads_the_drawn_count_for_the_quality_measure(samples):
+    """A ground-truth ladder judged against a prompt with one rung fewer: strict accuracy says
+    wrong, the quality measure says clean (the holes are the drawn ladder's), the measure
+    against the prompt alone says defective."""
+    lad = next(s for s in samples if s.family == "ladder")
+    meta = lad.metadata()
+    asked = {**meta["attributes"], "rungs": meta["attributes"]["rungs"] - 1}
+    grids = lad.occupancy[None]
+    refs = References.from_grids(["ladder"], grids)
+    pred, _, attrs, strict, quality = judge(grids, ["ladder"], refs, 1, [asked], full=True)
+    assert strict[0]["rungs"] == meta["attributes"]["rungs"]
+    out = score([{**meta, "attributes": asked}], pred, attrs, strict, quality)
+    assert out["strict_per_attribute"]["ladder.rungs"] == 0.0
+    assert out["quality"]["raw"]["defective"] == 0.0 and out["quality"]["raw"]["defective_vs_prompt"] == 1.0
 
 
 def test_unreadable_grids_count_as_wrong(samples):

@@ -169,6 +169,47 @@ def test_ladder_without_gaps_misses_its_holes():
     assert expected_topology(None)["genus"] == (0, None)
 
 
+def test_a_clean_ladder_or_fence_with_a_wrong_count_is_a_count_error_not_a_defect():
+    """Issue #21's measure is "unwanted holes or fragments": a clean 7-rung ladder asked for 6
+    has the holes a 7-rung ladder has. Strict attribute accuracy counts the wrong rungs; the
+    quality measure, given what the checkers read off the mesh, does not count them again."""
+    g = ladder(7)
+    shown = check_attributes_strict("ladder", g)
+    assert shown["rungs"] == 7
+    q = assess(g, "ladder", {"rungs": 6, "size": "tall"}, shown=shown)
+    assert q.clean and q.expected_genus == (6, 6) and q.prompted_clean is False
+    assert not assess(g, "ladder", {"rungs": 6, "size": "tall"}).clean  # against the prompt alone
+    f = fence(5, 3)
+    shown = check_attributes_strict("fence", f)
+    assert (shown["posts"], shown["rails"]) == (5, 3)
+    q = assess(f, "fence", {"posts": 5, "rails": 2}, shown=shown)
+    assert q.clean and q.genus == 8 and q.prompted_clean is False
+    s = summarize([q, assess(ladder(6), "ladder", {"rungs": 6}, shown={"rungs": 6})])
+    assert s["defective"] == 0.0 and s["defective_vs_prompt"] == 0.5
+    # mushrooms: a clump of three asked as two is a count error, not a fragment
+    m = grid()
+    for x in (12, 32, 50):
+        put(m, x - 2, x + 2, 30, 34, 0, 12)
+        put(m, x - 6, x + 6, 26, 38, 12, 16)
+    assert assess(m, "mushroom", {"count": 2}, shown=check_attributes_strict("mushroom", m)).clean
+
+
+def test_a_holed_rail_stays_a_defect_whatever_the_count_read():
+    """The drawn count sets the expected holes exactly: a hole through a rail is one too many."""
+    h = grid()
+    put(h, 18, 26, 30, 33, 0, 60)  # a thick left rail…
+    put(h, 41, 44, 30, 33, 0, 60)
+    for z in np.linspace(6, 52, 7).astype(int):
+        put(h, 26, 41, 31, 32, z, z + 2)
+    h[20:24, 30:33, 40:44] = False  # …with a hole through it
+    shown = check_attributes_strict("ladder", h)
+    assert shown["rungs"] == 7
+    q = assess(h, "ladder", {"rungs": 6}, shown=shown)
+    assert q.unwanted_holes == 1 and not q.clean
+    # a count the checkers cannot read leaves the prompt's expectation
+    assert assess(ladder(7), "ladder", {"rungs": 6}, shown={"rungs": None}).unwanted_holes == 1
+
+
 def test_empty_grid_is_not_clean():
     q = assess(grid(), "chair", {"legs": 4})
     assert q.empty and not q.clean and q.score == 0.0
@@ -309,6 +350,10 @@ def test_quality_and_strict_attribute_rewards_from_the_registry():
     q = quality.score(batch)
     assert [s.value for s in q[:4]] == [1.0, 0.5, 0.25, 1.0] and q[4].missing
     assert q[1].details["unwanted_holes"] == 1 and q[2].details["fragments"] == 3
+    # a clean 7-rung ladder asked for 6: the strict attribute reward counts the rungs, the
+    # quality reward does not punish them again (it reads the count off the mesh)
+    seven = RewardBatch(["p"], occupancy=[ladder(7)], metadata=[{"family": "ladder", "attributes": {"rungs": 6}}])
+    assert quality.score(seven)[0].value == 1.0 and strict.score(seven)[0].value == 0.0
     delivered = build("procedural.quality", {"delivered": True}, ctx).score(batch)
     assert delivered[2].value == 1.0  # the crumbs are gone from the delivered mesh
     no_meta = quality.score(RewardBatch(["p"], occupancy=[crumbs]))  # general prompts: fragments only

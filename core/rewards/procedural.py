@@ -167,6 +167,19 @@ class MeshQuality:
         mesh = MeshConfig() if delivered else MeshConfig(min_fragment_fraction=0.0)
         self.config = quality.QualityConfig(mesh=mesh, perforation_min=perforation_min)
 
+    def _shown(self, meta: dict, grid) -> dict | None:
+        """The counts the strict checkers read off the grid where they set the family's topology:
+        a clean mesh with a wrong count is left to the attribute reward, not punished twice."""
+        family = meta.get("family")
+        if family not in self._quality.DRAWN_ATTRIBUTES or not grid.any():
+            return None
+        from ...procedural.strict import check_attributes_strict
+
+        try:
+            return check_attributes_strict(family, grid)
+        except Exception:  # unreadable: the prompt's counts set the topology
+            return None
+
     def score(self, batch: RewardBatch) -> list[SampleScore]:
         out = []
         for i in range(len(batch)):
@@ -175,7 +188,7 @@ class MeshQuality:
                 out.append(SampleScore.fail("no decoded occupancy grid"))
                 continue
             m = _meta(batch, i) or {}
-            q = self._quality.assess(g, m.get("family"), m.get("attributes"), self.config)
+            q = self._quality.assess(g, m.get("family"), m.get("attributes"), self.config, shown=self._shown(m, g))
             out.append(SampleScore(q.score, details=q.to_dict()))
         return out
 
