@@ -7,8 +7,8 @@ chair seat with a hole through it, a railing with 15 tunnels, a house with three
 beside it are all readable from the topology of the solid that ``core.mesh`` meshes
 (:func:`ar3d.core.mesh.mesh_solid`, :func:`ar3d.core.topology.topology`).
 
-Where the strict checkers read a count off the mesh (``shown``: rungs, posts and rails, legs,
-shelves, mushrooms, a mug's handle), the expected topology is that of the object drawn: a clean
+Where the strict checkers read a count off the mesh (``shown``: rungs, posts and rails, a stool's
+legs and footrest, shelves, mushrooms, a mug's handle), the expected topology is that of the object drawn: a clean
 ladder with 7 rungs asked for 6 is a count error, which strict attribute accuracy reports, not a
 mesh with an unwanted hole. A person looking at it agrees; before 2026-12-08 it counted as both.
 The topology against the prompt alone is kept beside it (``Quality.prompted_clean``) so that
@@ -41,7 +41,7 @@ EXPECTED_PIECES = {"mushroom": lambda a: int(a.get("count", 1))}
 DRAWN_ATTRIBUTES = {
     "ladder": ("rungs",),
     "fence": ("posts", "rails"),
-    "stool": ("legs",),
+    "stool": ("legs", "footrest"),
     "bookshelf": ("shelves",),
     "mushroom": ("count",),
     "mug": ("handle",),

@@ -12,6 +12,7 @@ are called, and answer ``None`` (counted wrong) when the shape is ambiguous:
   similar height, little ramp — the same at three places across the width, solid underneath;
 * rails (fence): horizontal bars that run along the fence (front-view rows covered end to end),
   thin, and the same count as the per-bay majority between the posts;
+* footrest (stool): a ring joining the legs under the seat, or legs standing apart;
 * posts: floor pieces that stand up through most of the fence's height (no stubs);
 * rungs: bars spanning between two side rails that run the ladder's height;
 * shelves: boards spanning between two side panels, seen in the front half (not the back panel);
@@ -116,6 +117,28 @@ def strict_legs(s) -> int | None:
     if not (legs == main).all():
         return None
     return counts[0]
+
+
+def strict_footrest(s) -> bool | None:
+    """A stool's footrest: under the seat, a ring that joins the legs (one piece with a loop:
+    True) or legs that stand apart (as many pieces as legs on the floor, no loop: False)."""
+    lo, hi = _bbox(s)
+    foot = (hi[0] - lo[0] + 1) * (hi[1] - lo[1] + 1)
+    big = s.sum(axis=(0, 1)) >= 0.3 * foot
+    if not big[lo[2] :].any():
+        return None
+    zu = int(np.flatnonzero(big)[-1])  # the seat is the highest slab (a wide footrest is lower)
+    while zu > lo[2] and big[zu - 1]:
+        zu -= 1
+    if zu - lo[2] < 4:
+        return None  # no room under the seat
+    under = topology(s[:, :, lo[2] : zu - 1])
+    floor = len(_pieces2d(s[:, :, lo[2] : lo[2] + 2].any(axis=2))[1])
+    if under.pieces == 1 and under.genus >= 1:
+        return True
+    if under.genus == 0 and floor >= 3 and under.pieces == floor:
+        return False
+    return None
 
 
 def strict_posts(s) -> int | None:
@@ -428,7 +451,7 @@ def _strict_ratio(family):
 STRICT_CHECKERS: dict[str, dict] = {
     "chair": {"legs": strict_legs},
     "table": {"legs": strict_legs},
-    "stool": {"legs": strict_legs},
+    "stool": {"legs": strict_legs, "footrest": strict_footrest},
     "bench": {"legs": strict_legs},
     "bookshelf": {"shelves": strict_shelves},
     "stairs": {"steps": strict_steps},

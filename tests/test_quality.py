@@ -194,6 +194,36 @@ def test_a_clean_ladder_or_fence_with_a_wrong_count_is_a_count_error_not_a_defec
     assert assess(m, "mushroom", {"count": 2}, shown=check_attributes_strict("mushroom", m)).clean
 
 
+def stool(legs=4, footrest=False):
+    g = grid()
+    put(g, 14, 50, 14, 50, 50, 56)  # the seat
+    feet = [(16, 16), (45, 16), (16, 45), (45, 45)] if legs == 4 else [(16, 16), (45, 16), (30, 45)]
+    for x, y in feet:
+        put(g, x, x + 3, y, y + 3, 0, 50)
+    if footrest:  # a square frame low down, through every leg
+        for a, b in ((16, 19), (45, 48)):
+            put(g, 16, 48, a, b, 14, 17)
+            put(g, a, b, 16, 48, 14, 17)
+    return g
+
+
+def test_stool_footrest_is_read_and_a_ring_asked_away_is_a_wrong_footrest_not_a_hole():
+    """Demo v4 draws a footrest for "a footrest-free stool" (genus = legs). The strict checker
+    reads the ring under the seat, so strict accuracy counts the wrong footrest and the quality
+    measure sees the holes a stool with a footrest has."""
+    for legs in (3, 4):
+        for footrest in (False, True):
+            read = check_attributes_strict("stool", stool(legs, footrest))
+            assert (read["legs"], read["footrest"]) == (legs, footrest)
+    g = stool(4, footrest=True)
+    shown = check_attributes_strict("stool", g)
+    q = assess(g, "stool", {"legs": 4, "footrest": False}, shown=shown)
+    assert q.genus == 4 and q.clean and q.prompted_clean is False
+    q = assess(stool(4), "stool", {"legs": 4, "footrest": True}, shown=check_attributes_strict("stool", stool(4)))
+    assert q.missing_holes == 0 and q.clean  # no ring drawn: the footrest is wrong, not a hole missing
+    assert assess(stool(4), "stool", {"legs": 4, "footrest": True}).missing_holes == 4  # against the prompt
+
+
 def test_a_holed_rail_stays_a_defect_whatever_the_count_read():
     """The drawn count sets the expected holes exactly: a hole through a rail is one too many."""
     h = grid()
