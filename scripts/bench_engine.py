@@ -290,9 +290,10 @@ def main(argv=None):
         probe = _probe_ids(policy, greedy_bf16, device)
         ref_logits = _logits(policy.model, probe)
         # Let the bf16 engines go before quantizing, so that their cached batches (KV caches, the
-        # code head's view of the bf16 `lm_head`) cannot count in the 8-bit peaks.
+        # code head's view of the bf16 `lm_head`) cannot count in the 8-bit peaks. `engine`, the
+        # timing loop's variable, held the last one: that was the +1.2 GB of BENCHMARKS #20.
         policy.engine = None
-        del engines, graph, a
+        del engines, engine, graph, a
         gc.collect()
         torch.cuda.empty_cache()
         for i, precision in enumerate(args.precisions):
