@@ -10,7 +10,8 @@ beside it are all readable from the topology of the solid that ``core.mesh`` mes
 Where the strict checkers read a count off the mesh (``shown``: rungs, posts and rails, a stool's
 legs and footrest, shelves, mushrooms, a mug's handle), the expected topology is that of the object drawn: a clean
 ladder with 7 rungs asked for 6 is a count error, which strict attribute accuracy reports, not a
-mesh with an unwanted hole. A person looking at it agrees; before 2026-12-08 it counted as both.
+mesh with an unwanted hole. A person looking at it agrees; the tables up to demo v4's release
+counted it as both.
 The topology against the prompt alone is kept beside it (``Quality.prompted_clean``) so that
 numbers stay comparable with the older tables.
 
@@ -126,8 +127,8 @@ class Quality:
     perforated: bool
     empty: bool = False
     prompted_clean: bool | None = None
-    """Clean against the prompt's attributes alone (the measure before 2026-12-08): a clean
-    ladder with a wrong rung count is not. None: the same as `clean` (nothing was read)."""
+    """Clean against the prompt's attributes alone (the measure of the tables up to demo v4's
+    release): a clean ladder with a wrong rung count is not. None: the same as `clean` (nothing was read)."""
 
     @property
     def clean(self) -> bool:
