@@ -149,8 +149,10 @@ class MeshQuality:
     beyond the family's expected topology and no floating fragment, 1 / (1 + unwanted holes +
     fragments) otherwise, 0 for a grid that gives no mesh (``ar3d.procedural.quality``).
 
-    Without procedural metadata only fragments count (any genus is allowed), so the reward also
-    works on general prompts. ``delivered=True`` judges the mesh after the pipeline's relative
+    Where the strict checkers read a count that sets the family's topology (a ladder's rungs, a
+    stool's footrest …), the drawn object sets the holes it may have: a clean mesh with a wrong
+    count loses the attribute reward, not this one too. Without procedural metadata only
+    fragments count (any genus is allowed), so the reward also works on general prompts. ``delivered=True`` judges the mesh after the pipeline's relative
     debris removal; the default judges what the model made, so RL learns not to make crumbs.
     """
 
