@@ -119,7 +119,7 @@ def score(meta: list[dict], pred: list[str], attrs: list, strict: list | None = 
             share = lambda cond: round(float(np.mean([cond(q) for q in qs])), 4)  # noqa: E731
             out["quality"][which] = {
                 "defective": share(lambda q: not q["clean"]),
-                # the measure of the tables up to demo v4's release: topology against the prompt's counts alone
+                # the tables' measure up to demo v4's release: topology against the prompt alone
                 "defective_vs_prompt": share(lambda q: not _prompted_clean(q)),
                 "unwanted_holes": share(lambda q: q["unwanted_holes"] > 0),
                 "fragments": share(lambda q: q["fragments"] > 0),

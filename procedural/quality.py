@@ -8,12 +8,11 @@ beside it are all readable from the topology of the solid that ``core.mesh`` mes
 (:func:`ar3d.core.mesh.mesh_solid`, :func:`ar3d.core.topology.topology`).
 
 Where the strict checkers read a count off the mesh (``shown``: rungs, posts and rails, a stool's
-legs and footrest, shelves, mushrooms, a mug's handle), the expected topology is that of the object drawn: a clean
-ladder with 7 rungs asked for 6 is a count error, which strict attribute accuracy reports, not a
-mesh with an unwanted hole. A person looking at it agrees; the tables up to demo v4's release
-counted it as both.
-The topology against the prompt alone is kept beside it (``Quality.prompted_clean``) so that
-numbers stay comparable with the older tables.
+legs and footrest, shelves, mushrooms, a mug's handle), the expected topology is that of the
+object drawn: a clean ladder with 7 rungs asked for 6 is a count error, which strict attribute
+accuracy reports, not a mesh with an unwanted hole. A person looking at it agrees; the tables up
+to demo v4's release counted it as both. The topology against the prompt alone is kept beside it
+(``Quality.prompted_clean``) so that numbers stay comparable with the older tables.
 
 Expected topology (:func:`expected_topology`) is derived from each family's builder — e.g. a
 ladder with n rungs is a grid of n − 1 loops, a fence (posts − 1)·(rails − 1), a bookshelf
@@ -32,7 +31,8 @@ import numpy as np
 from ..core.mesh import DegenerateOccupancyError, MeshConfig, mesh_solid
 from ..core.topology import topology
 
-__all__ = ["QualityConfig", "Quality", "expected_topology", "assess", "summarize", "EXPECTED_PIECES", "DRAWN_ATTRIBUTES"]
+__all__ = ["QualityConfig", "Quality", "expected_topology", "assess", "summarize", "EXPECTED_PIECES",
+           "DRAWN_ATTRIBUTES", "drawn_attributes"]
 
 # Families whose objects are several separate pieces; all others are one piece.
 EXPECTED_PIECES = {"mushroom": lambda a: int(a.get("count", 1))}
@@ -128,7 +128,8 @@ class Quality:
     empty: bool = False
     prompted_clean: bool | None = None
     """Clean against the prompt's attributes alone (the measure of the tables up to demo v4's
-    release): a clean ladder with a wrong rung count is not. None: the same as `clean` (nothing was read)."""
+    release): a clean ladder with a wrong rung count is not. None: the same as `clean` (nothing
+    read off the mesh changed the expectation)."""
 
     @property
     def clean(self) -> bool:
@@ -172,7 +173,8 @@ def assess(occupancy, family: str | None = None, attributes: dict | None = None,
     try:
         solid = mesh_solid(occupancy, config.mesh)
     except DegenerateOccupancyError:
-        return Quality(family, 0, exp["pieces"], 0, 0.0, 0, (lo, hi), 0, 0, False, empty=True, prompted_clean=False)
+        return Quality(family, 0, exp["pieces"], 0, 0.0, 0, (lo, hi), 0, 0, False, empty=True,
+                       prompted_clean=False)  # fmt: skip
     t = topology(solid)
     extra = t.sizes[exp["pieces"] :]
     unwanted = max(0, t.genus - hi) if hi is not None else 0

@@ -152,8 +152,9 @@ class MeshQuality:
     Where the strict checkers read a count that sets the family's topology (a ladder's rungs, a
     stool's footrest …), the drawn object sets the holes it may have: a clean mesh with a wrong
     count loses the attribute reward, not this one too. Without procedural metadata only
-    fragments count (any genus is allowed), so the reward also works on general prompts. ``delivered=True`` judges the mesh after the pipeline's relative
-    debris removal; the default judges what the model made, so RL learns not to make crumbs.
+    fragments count (any genus is allowed), so the reward also works on general prompts.
+    ``delivered=True`` judges the mesh after the pipeline's relative debris removal; the default
+    judges what the model made, so RL learns not to make crumbs.
     """
 
     name = "procedural.quality"
@@ -190,7 +191,8 @@ class MeshQuality:
                 out.append(SampleScore.fail("no decoded occupancy grid"))
                 continue
             m = _meta(batch, i) or {}
-            q = self._quality.assess(g, m.get("family"), m.get("attributes"), self.config, shown=self._shown(m, g))
+            shown = self._shown(m, g)
+            q = self._quality.assess(g, m.get("family"), m.get("attributes"), self.config, shown=shown)
             out.append(SampleScore(q.score, details=q.to_dict()))
         return out
 
