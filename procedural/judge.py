@@ -120,7 +120,7 @@ def score(meta: list[dict], pred: list[str], attrs: list, strict: list | None = 
             out["quality"][which] = {
                 "defective": share(lambda q: not q["clean"]),
                 # the tables' measure up to demo v4's release: topology against the prompt alone
-                "defective_vs_prompt": share(lambda q: not _prompted_clean(q)),
+                "defective_vs_prompt": share(lambda q: not q["prompted_clean"]),
                 "unwanted_holes": share(lambda q: q["unwanted_holes"] > 0),
                 "fragments": share(lambda q: q["fragments"] > 0),
                 "perforated": share(lambda q: q["perforated"]),
@@ -134,11 +134,6 @@ def score(meta: list[dict], pred: list[str], attrs: list, strict: list | None = 
             per_family_defects.setdefault(m["family"], []).append(not q["delivered"]["clean"])
         out["defective_per_family"] = {f: round(float(np.mean(v)), 3) for f, v in sorted(per_family_defects.items())}
     return out
-
-
-def _prompted_clean(q: dict) -> bool:
-    p = q.get("prompted_clean")
-    return q["clean"] if p is None else p
 
 
 def conditional_accuracy(meta: list[dict], attrs: list, gt_attrs: list) -> float | None:

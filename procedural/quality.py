@@ -126,10 +126,10 @@ class Quality:
     missing_holes: int  # genus below the expected minimum (e.g. merged rungs)
     perforated: bool
     empty: bool = False
-    prompted_clean: bool | None = None
+    prompted_clean: bool = False
     """Clean against the prompt's attributes alone (the measure of the tables up to demo v4's
-    release): a clean ladder with a wrong rung count is not. None: the same as `clean` (nothing
-    read off the mesh changed the expectation)."""
+    release): a clean ladder with a wrong rung count is not. Equal to `clean` where nothing read
+    off the mesh changed the expectation."""
 
     @property
     def clean(self) -> bool:
@@ -173,16 +173,12 @@ def assess(occupancy, family: str | None = None, attributes: dict | None = None,
     try:
         solid = mesh_solid(occupancy, config.mesh)
     except DegenerateOccupancyError:
-        return Quality(family, 0, exp["pieces"], 0, 0.0, 0, (lo, hi), 0, 0, False, empty=True,
-                       prompted_clean=False)  # fmt: skip
+        return Quality(family, 0, exp["pieces"], 0, 0.0, 0, (lo, hi), 0, 0, False, empty=True)
     t = topology(solid)
     extra = t.sizes[exp["pieces"] :]
     unwanted = max(0, t.genus - hi) if hi is not None else 0
-    prompted_clean = None
-    if drawn != dict(attributes or {}):
-        asked = expected_topology(family, attributes)
-        asked_hi = asked["genus"][1]
-        prompted_clean = t.pieces <= asked["pieces"] and (asked_hi is None or t.genus <= asked_hi)
+    asked = exp if drawn == dict(attributes or {}) else expected_topology(family, attributes)
+    asked_hi = asked["genus"][1]
     return Quality(
         family=family,
         pieces=t.pieces,
@@ -194,7 +190,7 @@ def assess(occupancy, family: str | None = None, attributes: dict | None = None,
         unwanted_holes=unwanted,
         missing_holes=max(0, lo - t.genus),
         perforated=unwanted >= config.perforation_min,
-        prompted_clean=prompted_clean,
+        prompted_clean=t.pieces <= asked["pieces"] and (asked_hi is None or t.genus <= asked_hi),
     )
 
 
@@ -207,7 +203,7 @@ def summarize(qualities: list[Quality]) -> dict:
     return {
         "n": n,
         "defective": f(lambda q: not q.clean),
-        "defective_vs_prompt": f(lambda q: not (q.clean if q.prompted_clean is None else q.prompted_clean)),
+        "defective_vs_prompt": f(lambda q: not q.prompted_clean),
         "unwanted_holes": f(lambda q: q.unwanted_holes > 0),
         "fragments": f(lambda q: q.fragments > 0),
         "perforated": f(lambda q: q.perforated),
