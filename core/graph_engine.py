@@ -218,6 +218,7 @@ class _Batch:
         self.constraint: MeshConstraint | None = None  # the one the graph captured (kept alive)
         self.code_head: CodeHead | None = None  # the mesh-code step's head (None: full steps throughout)
         self.code_graph: torch.cuda.CUDAGraph | None = None  # that step, captured
+        self.attention = None  # a `DecodeAttention` (CUDA graphs: reads each row's filled slots only)
 
 
 class GraphEngine:
@@ -232,7 +233,10 @@ class GraphEngine:
         planning, decode over the mesh codes' rows of `lm_head` only (`core.code_head`; the same
         distribution, fewer bytes and logits a step); default on with CUDA graphs, where the head's
         bytes count, off in eager decoding so CPU draws stay those of earlier releases;
-        ``AR3D_ENGINE_CODE_STEPS=0`` turns it off."""
+        ``AR3D_ENGINE_CODE_STEPS=0`` turns it off. ``AR3D_ENGINE_ATTENTION=1`` (with CUDA graphs)
+        attends with a Triton kernel that reads each row's filled cache slots only
+        (`core._decode_attention`, launch from ``AR3D_DECODE_ATTENTION``) instead of the masked
+        product over the whole cache; off by default until it measures faster (BENCHMARKS #20)."""
         text_stack(model)  # refuse unsupported models now, not at the first prompt
         self.model = model
         self.pad_id = pad_id
@@ -240,6 +244,8 @@ class GraphEngine:
         self.fuse = fuse if fuse is not None else os.environ.get("AR3D_ENGINE_FUSE", "1") != "0"
         self.check_every = check_every
         self.code_steps = code_steps if os.environ.get("AR3D_ENGINE_CODE_STEPS", "1") != "0" else False
+        self.decode_attention = os.environ.get("AR3D_ENGINE_ATTENTION", "0") == "1"
+        self._attention_failed: str | None = None
         self.max_cached_batches = max_cached_batches
         self._batches: OrderedDict[tuple, _Batch] = OrderedDict()
         self._graph_failed: str | None = None
@@ -277,6 +283,7 @@ class GraphEngine:
             self._prefill(stack, batch, prompts, constraint)
             if batch.graph is None:  # (re)built with the graphs; eager decoding looks again each call
                 batch.code_head = CodeHead.of(stack.lm_head, constraint) if code_steps else None
+                batch.attention = self._attention_for(stack, batch) if use_graphs else None
             if use_graphs and batch.graph is None:
                 self._capture(stack, batch, constraint, sampling)
             if seed is not None:
@@ -313,6 +320,7 @@ class GraphEngine:
         seconds = time.perf_counter() - t0
         self.last_timings = {"first_token_s": t_first, "seconds": seconds,
                              "decode_steps": done_at or steps, "cuda_graph": batch.graph is not None,
+                             "decode_attention": batch.attention is not None,
                              "code_steps": (done_at or steps) - coding_from if coding_from is not None else 0}  # fmt: skip
         completions = until_mesh_end(rows, constraint.vocab.end_id)
         logprobs = [lp[: len(c)] for lp, c in zip(logprobs, completions)]
@@ -345,11 +353,30 @@ class GraphEngine:
         self._batches[key] = batch
         return batch
 
+    def _attention_for(self, stack, batch: _Batch):
+        """The decode-attention kernel's scratch for this batch, or None (off, failed before, no Triton)."""
+        if not self.decode_attention or self._attention_failed is not None:
+            return None
+        launch = attention_launch(os.environ.get("AR3D_DECODE_ATTENTION"))
+        try:
+            from ._decode_attention import DecodeAttention
+
+            return DecodeAttention(batch.rows, stack.kv_heads, stack.heads // stack.kv_heads, batch.length,
+                                   stack.head_dim, batch.k[0].device, **launch)  # fmt: skip
+        except Exception as e:  # no Triton, an unsupported head size: the masked product serves
+            self._attention_failed = f"{type(e).__name__}: {e}"
+            return None
+
     def _capture(self, stack, batch: _Batch, constraint, sampling) -> None:
         try:
             batch.graph = self._graph_of(batch, lambda: self._step(stack, batch, constraint, sampling))
             batch.constraint = constraint
         except Exception as e:
+            if batch.attention is not None:  # the Triton attention failed to build or run: capture without it
+                self._attention_failed = f"{type(e).__name__}: {e}"
+                log.warning("decode attention kernel unavailable (%s); capturing the masked product", self._attention_failed)
+                batch.attention = None
+                return self._capture(stack, batch, constraint, sampling)
             if self._kernels is not _EAGER:  # the compiler failed (no Triton, …): capture unfused
                 self._fuse_failed = f"{type(e).__name__}: {e}"
                 log.warning("fused kernels unavailable (%s); capturing the unfused step", self._fuse_failed)
@@ -473,9 +500,11 @@ class GraphEngine:
         x = stack.embed(batch.token[:, None]).to(dtype)  # [B, 1, hidden]
         cos = batch.cos.index_select(0, pos).to(dtype)[:, None, None]  # [B, 1, 1, D]
         sin = batch.sin.index_select(0, pos).to(dtype)[:, None, None]
-        visible = batch.key_index[None, :span] <= pos[:, None]  # [B, T]: the prompt and what came since
-        bias = torch.zeros(visible.shape, dtype=torch.float32, device=pos.device).masked_fill(~visible, float("-inf"))
-        bias = bias[:, None, None, :]  # [B, 1, 1, T]
+        attention = batch.attention
+        if attention is None:  # the masked product over `span` slots
+            visible = batch.key_index[None, :span] <= pos[:, None]  # [B, T]: the prompt and what came since
+            bias = torch.zeros(visible.shape, dtype=torch.float32, device=pos.device).masked_fill(~visible, float("-inf"))
+            bias = bias[:, None, None, :]  # [B, 1, 1, T]
         scale = D**-0.5
         kern = self._kernels
         layers = stack.layers
@@ -491,7 +520,10 @@ class GraphEngine:
             batch.k[i].view(-1, D).index_copy_(0, slots, k.reshape(B * stack.kv_heads, D).to(dtype))
             batch.v[i].view(-1, D).index_copy_(0, slots, v.reshape(B * stack.kv_heads, D).to(dtype))
             # grouped-query attention without repeating K/V: [B, kv, G, D] @ [B, kv, D, T]
-            o = kern["attend"](q.reshape(B, stack.kv_heads, G, D), batch.k[i][:, :, :span], batch.v[i][:, :, :span], bias, scale)
+            if attention is not None:
+                o = attention(q.reshape(B, stack.kv_heads, G, D), batch.k[i], batch.v[i], pos, scale)
+            else:
+                o = kern["attend"](q.reshape(B, stack.kv_heads, G, D), batch.k[i][:, :, :span], batch.v[i][:, :, :span], bias, scale)
             post = layer.post_attention_layernorm
             x, h = kern["add_rms"](x, attn.o_proj(o.reshape(B, 1, stack.heads * D)), post.weight, _eps(post))
             gate, up = fused(mlp, "ar3d_gate_up", h) or (mlp.gate_proj(h), mlp.up_proj(h))
@@ -512,6 +544,22 @@ class GraphEngine:
         batch.phase.copy_(new.phase)
         batch.n.copy_(new.n)
         batch.pos.copy_(torch.clamp(batch.pos + 1, max=batch.length - 1))  # finished rows idle at the end
+
+
+def attention_launch(spec: str | None) -> dict:
+    """AR3D_DECODE_ATTENTION="chunk,block_t,block_d,warps,stages" (`scripts/bench_attention.py`
+    prints the fastest on your GPU) → the kernel's launch; unset: its defaults."""
+    if not spec:
+        return {}
+    names = ("chunk", "block_t", "block_d", "num_warps", "num_stages")
+    try:
+        values = [int(x) for x in spec.split(",")]
+        if len(values) != len(names) or any(v < 1 for v in values) or any(v & (v - 1) for v in values[:4]):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"AR3D_DECODE_ATTENTION={spec!r}: five positive integers chunk,block_t,block_d,warps,stages "
+                         "(the first four powers of two), as scripts/bench_attention.py prints; or unset it") from None  # fmt: skip
+    return dict(zip(names, values))
 
 
 def _qkv(attn, h):

@@ -23,9 +23,11 @@ with the logits' error against bf16 on the same tokens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import gc
 import json
+import os
 import platform
 import statistics
 import sys
@@ -56,6 +58,7 @@ def _call(policy, engine, batch, device, seed, sampling, two_step=False):
         out["first_token_s"] = timings["first_token_s"]
     out["cuda_graph"] = timings.get("cuda_graph")
     out["code_steps"] = timings.get("code_steps")  # steps decoded over the mesh codes' rows only (core/code_head.py)
+    out["decode_attention"] = timings.get("decode_attention")  # the Triton kernel over filled slots (core/_decode_attention.py)
     return out, res
 
 
@@ -76,21 +79,23 @@ def prefill_seconds(policy, engine, device, reps=5):
     return statistics.median(times), len(ids)
 
 
-def profile(policy, engine, device, sampling):
-    """GPU time per kernel over 16 replays of the batch-1 graph, next to their wall time."""
+def profile(policy, engine, device, sampling, rows: int = 1):
+    """GPU time per kernel over 16 replays of the `rows`-row step graph, next to their wall time:
+    the mesh-code step's graph where there is one (1,018 of a mesh's 1,026 steps), else the full step's."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     policy.engine = engine
-    policy.generate([PROMPT], sampling=sampling, seed=0)  # the batch-1 graph exists now
-    batch = next(b for b in engine._batches.values() if b.rows == 1 and b.graph is not None)
+    policy.generate([PROMPT] * rows, sampling=sampling, seed=0)  # this batch's graphs exist now
+    batch = next(b for b in engine._batches.values() if b.rows == rows and b.graph is not None)
+    graph = batch.code_graph if batch.code_graph is not None else batch.graph
     with torch.inference_mode():
         batch.t.zero_()
         _sync(device)
         with torch_profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
             for _ in range(16):
-                batch.graph.replay()
+                graph.replay()
             _sync(device)
             wall = (time.perf_counter() - t0) / 16
     rows = []
@@ -100,10 +105,11 @@ def profile(policy, engine, device, sampling):
             rows.append((t / 16, e.count // 16, e.key[:90]))
     rows.sort(reverse=True)
     gpu = sum(r[0] for r in rows if not r[2].startswith(("cudaGraph", "Memcpy", "Memset")))
-    print(f"graph replay: wall {wall * 1e3:.2f} ms/token, kernels {gpu / 1e3:.2f} ms/token")
+    which = "code" if graph is batch.code_graph else "full"
+    print(f"{which}-step graph replay, {batch.rows} rows: wall {wall * 1e3:.2f} ms/token, kernels {gpu / 1e3:.2f} ms/token")
     for t, n, k in rows[:25]:
         print(f"  {t / 1e3:7.3f} ms  x{n:<5d} {k}")
-    return {"wall_ms_per_token": wall * 1e3, "kernel_ms_per_token": gpu / 1e3,
+    return {"rows": batch.rows, "graph": which, "wall_ms_per_token": wall * 1e3, "kernel_ms_per_token": gpu / 1e3,
             "top": [{"ms": t / 1e3, "count": n, "kernel": k} for t, n, k in rows[:40]]}  # fmt: skip
 
 
@@ -126,7 +132,6 @@ def _logits(model, ids):
 
 def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_bf16, probe, ref_logits, bw, t_start, dump, res):
     """Quantize the policy in place and time the graph engine: the 8-bit rows of the table."""
-    from ar3d.core.graph_engine import GraphEngine
     from ar3d.core.quantize import check_precision, quantize_model, quantized_bytes
 
     check_precision(precision, device)
@@ -147,28 +152,81 @@ def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_b
     scale = ref_logits.abs().amax(dim=-1, keepdim=True)
     out["logit_error"] = {"max_rel": float((diff / scale).max()), "mean_rel": float((diff / scale).mean()),
                           "max_abs": float(diff.max()), "argmax_agree": float((logits.argmax(-1) == ref_logits.argmax(-1)).float().mean())}  # fmt: skip
+    for i, (name, knobs) in enumerate(args.variant or [("default", {})]):
+        with _env(knobs):  # the engine reads its knobs at construction, the kernel at capture
+            v = _time_variant(policy, precision, name, args, device, sampling, greedy, greedy_bf16, t_start,
+                              lambda: (res["precisions"].__setitem__(precision, out), dump()))  # fmt: skip
+        v["knobs"] = knobs
+        out.setdefault("variants", {})[name] = v
+        if i == 0:  # the first variant's rows are the precision's (the summary table reads these)
+            out.update({k: v[k] for k in ("runs", "greedy_agreement_tokens_vs_bf16", "graph_failed", "fuse_failed")})
+            out.update({k: v[k] for k in ("profile", "live_memory_by_site") if k in v})
+        res["precisions"][precision] = out
+        dump()
+    if args.memory_snapshot:
+        torch.cuda.memory._record_memory_history(enabled=None)
+    return out
+
+
+@contextlib.contextmanager
+def _env(knobs: dict):
+    saved = {k: os.environ.get(k) for k in knobs}
+    os.environ.update(knobs)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _time_variant(policy, precision, name, args, device, sampling, greedy, greedy_bf16, t_start, dump) -> dict:
+    """One engine over the quantized weights: cold and warm calls per batch, greedy agreement, profile."""
+    from ar3d.core.graph_engine import GraphEngine
+
     engine = GraphEngine(policy.model, policy.pad_id)
+    out = {"runs": {}}
     for b in args.batches:
         calls = []
         for r in range(args.repeats):
             call, _ = _call(policy, engine, b, device, args.seed + r, sampling)
             calls.append(call)
-            print(f"[{time.perf_counter() - t_start:6.1f} s] {precision} graph batch {b} call {r + 1}: {call['wall_s']:.2f} s "
-                  f"first token {call.get('first_token_s', float('nan')) * 1e3:.1f} ms", flush=True)  # fmt: skip
+            print(f"[{time.perf_counter() - t_start:6.1f} s] {precision} {name} graph batch {b} call {r + 1}: "
+                  f"{call['wall_s']:.2f} s first token {call.get('first_token_s', float('nan')) * 1e3:.1f} ms", flush=True)  # fmt: skip
         warm = statistics.median([c["wall_s"] for c in calls[1:]]) if len(calls) > 1 else None
         out["runs"][f"b{b}"] = {"calls": calls, "cold_s": calls[0]["wall_s"], "warm_s": warm,
                                 "peak_bytes": max(c["peak_bytes"] or 0 for c in calls)}  # fmt: skip
-        res["precisions"][precision] = out
         dump()
     if args.memory_snapshot:
         out["live_memory_by_site"] = _live_memory_by_site()
-        torch.cuda.memory._record_memory_history(enabled=None)
     _, g = _call(policy, engine, 1, device, 0, greedy)
     out["greedy_agreement_tokens_vs_bf16"] = _agree(g.samples[0].steps[0].completion_ids, greedy_bf16)
     out["graph_failed"], out["fuse_failed"] = engine._graph_failed, engine._fuse_failed
+    out["attention_failed"] = getattr(engine, "_attention_failed", None)
     if args.profile:
-        out["profile"] = profile(policy, engine, device, sampling)
+        out["profile"] = {f"b{b}": profile(policy, engine, device, sampling, rows=b) for b in args.batches}
+    policy.engine = None  # the next variant's peaks must not hold this engine's caches
+    del engine, g
+    gc.collect()
+    torch.cuda.empty_cache()
     return out
+
+
+def _variant(text: str) -> tuple[str, dict]:
+    """--variant NAME[:VAR=value,VAR=value]: an engine over the same 8-bit weights with these knobs."""
+    name, _, spec = text.partition(":")
+    knobs, key = {}, None
+    for item in filter(None, spec.split(",")):
+        k, eq, value = item.partition("=")
+        if eq and k.startswith("AR3D_"):
+            key, knobs[k] = k, value
+        elif key is not None and not eq:  # a value with commas (AR3D_DECODE_ATTENTION=128,64,32,4,3)
+            knobs[key] += "," + item
+        else:
+            raise argparse.ArgumentTypeError(f"--variant {text!r}: NAME:AR3D_VAR=value,... (e.g. w8a8:AR3D_W8_A8=1)")
+    return name, knobs
 
 
 def _live_memory_by_site(n: int = 20) -> list[dict]:
@@ -205,10 +263,13 @@ def main(argv=None):
     ap.add_argument("--two-step-plan", type=int, default=64, help="plan tokens per step in the two-step call")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--two-step-engines", nargs="+", default=["graph", "transformers"])
-    ap.add_argument("--profile", action="store_true", help="profile 16 graph replays at batch 1: kernels by GPU time")
+    ap.add_argument("--profile", action="store_true", help="profile 16 step-graph replays (bf16 at batch 1, each --precisions at each batch): kernels by GPU time")
     ap.add_argument("--precisions", nargs="*", default=[], choices=["fp8", "int8"],
                     help="also time the graph engine with 8-bit weights (GPU)")
     ap.add_argument("--skip-bf16", action="store_true", help="only the --precisions runs (bf16 graph b1 still timed)")
+    ap.add_argument("--variant", type=_variant, action="append",
+                    help="NAME:AR3D_VAR=value,...: time the 8-bit weights once per variant, side by side "
+                         "(e.g. base:AR3D_ENGINE_ATTENTION=0 attn: w8a8:AR3D_W8_A8=1); default one, as set")  # fmt: skip
     ap.add_argument("--memory-snapshot", action="store_true",
                     help="with --precisions: record the 8-bit runs' allocations (their timings then carry the "
                          "recording's cost) and report live memory by allocation site")
@@ -223,7 +284,8 @@ def main(argv=None):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     env = {"date": _dt.date.today().isoformat(), "python": platform.python_version(), "torch": torch.__version__,
            "transformers": transformers.__version__, "cuda": torch.version.cuda,
-           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()}  # fmt: skip
+           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+           "knobs": {k: v for k, v in os.environ.items() if k.startswith(("AR3D_W8", "AR3D_ENGINE"))}}  # fmt: skip
     print("env", env, flush=True)
     policy, shape = build_policy(args.tiny, device, dtype, args.seed)
     weights = weight_bytes(policy.model)
@@ -322,6 +384,11 @@ def main(argv=None):
               f"{b1 / floor_call:.2f}x the bf16 floor), b8 {b8 if b8 is None else f'{b8:.2f}'} s, "
               f"cold {r['runs']['b1']['cold_s']:.2f} s, peak {r['runs']['b1']['peak_bytes'] / 1e9:.2f} GB, "
               f"logit error max {r['logit_error']['max_rel']:.3g} mean {r['logit_error']['mean_rel']:.3g}")  # fmt: skip
+        for name, v in (r.get("variants") or {}).items():
+            w1, w8 = v["runs"].get("b1", {}).get("warm_s"), v["runs"].get("b8", {}).get("warm_s")
+            if w1 and w8:
+                print(f"  {precision} {name} {v['knobs'] or ''}: b1 {w1:.2f} s ({r['floor_s_per_call'] / w1:.1%} of the floor), "
+                      f"b8 {w8:.2f} s, group of 8 / one {w8 / w1:.3f}x")  # fmt: skip
     g1, g8 = res["runs"].get("graph/b1"), res["runs"].get("graph/b8")
     if g1 and g8 and g1["warm_s"] and g8["warm_s"]:
         res["group8_over_one"] = g8["warm_s"] / g1["warm_s"]

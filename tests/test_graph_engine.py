@@ -214,10 +214,43 @@ def test_engine_selection(tiny_policy_dir, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-def test_cuda_graph_is_used(tiny_policy_dir):
+def test_cuda_graph_is_used(tiny_policy_dir, monkeypatch):
+    """Captured with the masked product by default; AR3D_ENGINE_ATTENTION=1 captures the
+    decode-attention kernel, with the same greedy tokens (fp32: the kernel's dots are IEEE, not TF32)."""
+    plain = Policy.load(tiny_policy_dir, device="cuda", dtype="float32", engine="graph")
+    greedy = SamplingConfig(temperature=0, max_plan_tokens=4)
+    a = plain.generate(PROMPTS, samples=2, sampling=greedy, seed=0)
+    assert plain.engine.last_timings["cuda_graph"] and plain.engine._graph_failed is None
+    assert not plain.engine.last_timings["decode_attention"]
+    monkeypatch.setenv("AR3D_ENGINE_ATTENTION", "1")
     policy = Policy.load(tiny_policy_dir, device="cuda", dtype="float32", engine="graph")
-    policy.generate("a chair", samples=2, sampling=SamplingConfig(max_plan_tokens=4), seed=0)
-    assert policy.engine.last_timings["cuda_graph"] and policy.engine._graph_failed is None
+    b = policy.generate(PROMPTS, samples=2, sampling=greedy, seed=0)
+    assert policy.engine.last_timings["cuda_graph"] and policy.engine.last_timings["decode_attention"], policy.engine._attention_failed
+    assert _ids(a) == _ids(b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel needs a GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_attention_equals_the_masked_product(dtype):
+    """Each row attends to its slots 0 … pos only: positions at the start, on and beside a slice
+    boundary and at the cache's end give what the eager masked product over the whole cache gives."""
+    from ar3d.core._decode_attention import DecodeAttention
+    from ar3d.core.graph_engine import _attend
+
+    torch.manual_seed(0)
+    B, KV, G, D, L = 6, 4, 7, 128, 320
+    q = torch.randn(B, KV, G, D, device="cuda", dtype=dtype)
+    k = torch.randn(B, KV, L, D, device="cuda", dtype=dtype) * 3  # peaked scores: a wrong mask shows
+    v = torch.randn(B, KV, L, D, device="cuda", dtype=dtype)
+    c = 64
+    pos = torch.tensor([0, c - 1, c, c + 1, 2 * c + 17, L - 1], device="cuda")
+    visible = torch.arange(L, device="cuda")[None, :] <= pos[:, None]
+    bias = torch.zeros(B, L, device="cuda").masked_fill(~visible, float("-inf"))[:, None, None, :]
+    ref = _attend(q.float(), k.float(), v.float(), bias, D**-0.5)
+    got = DecodeAttention(B, KV, G, L, D, "cuda")(q, k, v, pos, D**-0.5)
+    assert got.dtype == dtype and got.shape == ref.shape
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    assert torch.allclose(got.float(), ref, atol=tol, rtol=tol), (got.float() - ref).abs().max()
 
 
 # --- NaN / ±inf logits (fp16 overflow on GPUs without bf16) and lm_head padding rows ------------
@@ -307,3 +340,15 @@ def test_reported_logprobs_are_the_trainers(tiny_policy):
             assert torch.allclose(logp[b, :n], torch.tensor(r.sample_logprobs), atol=1e-4), k
             assert r.sample_logprobs[-1] == 0.0  # <mesh-end> after 1024 codes is forced: π = 1
             assert all(lp < 0 for lp, m in zip(r.sample_logprobs, r.mesh_mask) if m)  # chosen codes
+
+
+def test_decode_attention_launch_from_the_environment():
+    """AR3D_DECODE_ATTENTION pins the kernel's launch as scripts/bench_attention.py prints it;
+    anything else is refused naming the format (not silently ignored)."""
+    from ar3d.core.graph_engine import attention_launch
+
+    assert attention_launch(None) == {} and attention_launch("") == {}
+    assert attention_launch("128,64,32,4,3") == dict(chunk=128, block_t=64, block_d=32, num_warps=4, num_stages=3)
+    for bad in ("128,64,32,4", "100,64,32,4,3", "a,b,c,d,e", "128,64,32,4,0"):
+        with pytest.raises(ValueError, match="AR3D_DECODE_ATTENTION=.*chunk,block_t,block_d,warps,stages"):
+            attention_launch(bad)
