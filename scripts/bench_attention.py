@@ -25,30 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generate import copy_bandwidth  # noqa: E402
+from sweep_w8 import graph_seconds  # noqa: E402  (calls captured in one graph, median of 5 replays)
 
 LAYERS, KV, G, D, LENGTH = 28, 4, 7, 128, 1280  # Qwen2.5-VL-7B's text stack; a mesh call's cache bucket
 POSITIONS = (100, 350, 600, 850, 1085)  # across a mesh's decode (prompt ≈ 60 tokens + 1,026 new)
-
-
-def graph_seconds(fn, replays: int = 20) -> float:
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(5):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(replays):
-            g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / 1e3 / replays)
-    return statistics.median(times)
+REPS = 10  # tokens' attention (28 layers each) per graph replay
 
 
 def configs():
@@ -97,7 +78,7 @@ def main(argv=None):
         floor = []
         for p in POSITIONS:
             pos.fill_(p)
-            per_pos.append(graph_seconds(base))
+            per_pos.append(graph_seconds([base], REPS))
             floor.append(LAYERS * rows * KV * (p + 1) * D * 2 * 2 / bw)
         entry["masked_product"] = {"us_per_token": statistics.mean(per_pos) * 1e6, "per_position_us": [t * 1e6 for t in per_pos]}
         entry["floor_us_per_token"] = statistics.mean(floor) * 1e6
@@ -119,7 +100,7 @@ def main(argv=None):
                 times = []
                 for p in POSITIONS:
                     pos.fill_(p)
-                    times.append(graph_seconds(lambda: [att(q, k, v, pos, scale) for k, v in caches]))
+                    times.append(graph_seconds([lambda: [att(q, k, v, pos, scale) for k, v in caches]], REPS))
                 rec["us_per_token"] = statistics.mean(times) * 1e6
                 key = "{chunk},{block_t},{block_d},{num_warps},{num_stages}".format(**cfg)
                 totals[key] = totals.get(key, 0.0) + rec["us_per_token"]
