@@ -372,9 +372,10 @@ class GraphEngine:
             batch.graph = self._graph_of(batch, lambda: self._step(stack, batch, constraint, sampling))
             batch.constraint = constraint
         except Exception as e:
-            if batch.attention is not None:  # the Triton attention failed to build or run: capture without it
+            if batch.attention is not None:  # try without the Triton attention first (the likeliest cause)
                 self._attention_failed = f"{type(e).__name__}: {e}"
-                log.warning("decode attention kernel unavailable (%s); capturing the masked product", self._attention_failed)
+                log.warning("capture with the decode-attention kernel failed (%s); capturing with the masked product",
+                            self._attention_failed)  # fmt: skip
                 batch.attention = None
                 return self._capture(stack, batch, constraint, sampling)
             if self._kernels is not _EAGER:  # the compiler failed (no Triton, …): capture unfused
