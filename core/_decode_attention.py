@@ -4,8 +4,10 @@ One new token per row attends over its row of the static KV cache, slots 0 … p
 what came since). The eager path (`graph_engine._attend`) multiplies over the whole cache length
 with a −inf mask, because a captured graph has fixed shapes: at 8 rows and a 1,280-slot cache a
 7B step reads 0.5 GB of keys and values, half of them masked, in three kernels a layer. Here the
-loop bound is each row's own position, read on the GPU, so a graph still replays one kernel for
-every step while reading only the filled slots.
+loop bound is each row's own position, read on the GPU, so one captured graph (two kernels a
+layer) serves every step while reading only the filled slots. Opt-in (AR3D_ENGINE_ATTENTION=1):
+its first launch measured slower than the masked product on an H100 (BENCHMARKS.md #20), and
+`scripts/bench_attention.py` picks the launch.
 
 Stage 1: a program per (row, KV head, slice of CHUNK slots) keeps an online softmax (running max
 m, sum l, weighted values) for the G query heads that share that KV head (grouped-query
