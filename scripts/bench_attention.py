@@ -32,6 +32,11 @@ POSITIONS = (100, 350, 600, 850, 1085)  # across a mesh's decode (prompt ≈ 60 
 REPS = 10  # tokens' attention (28 layers each) per graph replay
 
 
+def _key(cfg: dict) -> str:
+    """A launch as AR3D_DECODE_ATTENTION spells it (`graph_engine.attention_launch` reads it back)."""
+    return "{chunk},{block_t},{block_d},{num_warps},{num_stages}".format(**cfg)
+
+
 def configs():
     out = []
     for chunk, block_t, block_d, stages in itertools.product((64, 128, 256), (32, 64), (32, 128), (2,)):
@@ -59,7 +64,7 @@ def main(argv=None):
            "bandwidth": bw, "shape": dict(layers=LAYERS, kv=KV, groups=G, head_dim=D, length=LENGTH),
            "positions": POSITIONS, "rows": {}}  # fmt: skip
     print(f"{res['device']}: copy {bw / 1e12:.2f} TB/s; {LAYERS} layers, cache {LENGTH} slots, positions {POSITIONS}", flush=True)
-    totals: dict[str, float] = {}
+    totals: dict[str, list[float]] = {}  # launch -> µs a token at each row count it ran
     for rows in args.rows:
         caches = [(torch.randn(rows, KV, LENGTH, D, device=dev, dtype=torch.bfloat16),
                    torch.randn(rows, KV, LENGTH, D, device=dev, dtype=torch.bfloat16)) for _ in range(LAYERS)]  # fmt: skip
@@ -68,8 +73,11 @@ def main(argv=None):
         keys = torch.arange(LENGTH, device=dev)
         scale = D**-0.5
 
+        def mask():  # as the engine's step builds it: slots past each row's position are -inf
+            return torch.zeros(rows, LENGTH, device=dev).masked_fill(keys[None] > pos[:, None], float("-inf"))[:, None, None]
+
         def base():
-            bias = torch.zeros(rows, LENGTH, device=dev).masked_fill(keys[None] > pos[:, None], float("-inf"))[:, None, None]
+            bias = mask()
             for k, v in caches:
                 attend(q, k, v, bias, scale)
 
@@ -84,15 +92,13 @@ def main(argv=None):
         entry["floor_us_per_token"] = statistics.mean(floor) * 1e6
         print(f"rows {rows}: masked product {entry['masked_product']['us_per_token']:.1f} us a token "
               f"(floor of the filled slots {entry['floor_us_per_token']:.1f} us)", flush=True)  # fmt: skip
-        bias = torch.zeros(rows, LENGTH, device=dev).masked_fill(keys[None] > pos[:, None], float("-inf"))[:, None, None]
         for cfg in configs():
             rec = {"config": cfg}
             try:
                 att = DecodeAttention(rows, KV, G, LENGTH, D, dev, **cfg)
                 pos.fill_(POSITIONS[1])
-                bias = torch.zeros(rows, LENGTH, device=dev).masked_fill(keys[None] > pos[:, None], float("-inf"))[:, None, None]
                 k, v = caches[0]
-                ref = attend(q, k, v, bias, scale).float()
+                ref = attend(q, k, v, mask(), scale).float()
                 err = (att(q, k, v, pos, scale).float() - ref).abs().max().item()
                 rec["max_abs_err"] = err
                 if not err < 3e-2:
@@ -102,8 +108,7 @@ def main(argv=None):
                     pos.fill_(p)
                     times.append(graph_seconds([lambda: [att(q, k, v, pos, scale) for k, v in caches]], REPS))
                 rec["us_per_token"] = statistics.mean(times) * 1e6
-                key = "{chunk},{block_t},{block_d},{num_warps},{num_stages}".format(**cfg)
-                totals[key] = totals.get(key, 0.0) + rec["us_per_token"]
+                totals.setdefault(_key(cfg), []).append(rec["us_per_token"])
             except Exception as e:  # a config that does not compile or fit: reported, skipped
                 rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
             entry["kernel"].append(rec)
@@ -114,9 +119,7 @@ def main(argv=None):
         if bad:
             print(f"  {len(bad)} configs failed, e.g. {bad[0]['config']}: {bad[0]['error']}")
         res["rows"][str(rows)] = entry
-    complete = {k: t for k, t in totals.items() if all(
-        any("us_per_token" in r and "{chunk},{block_t},{block_d},{num_warps},{num_stages}".format(**r["config"]) == k
-            for r in res["rows"][str(rw)]["kernel"]) for rw in args.rows)}  # fmt: skip
+    complete = {k: sum(t) for k, t in totals.items() if len(t) == len(args.rows)}  # ran at every row count
     if complete:
         best = min(complete, key=complete.get)
         res["best"] = best

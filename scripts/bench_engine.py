@@ -23,7 +23,6 @@ with the logits' error against bf16 on the same tokens.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import gc
 import json
@@ -32,6 +31,7 @@ import platform
 import statistics
 import sys
 import time
+from unittest import mock
 from pathlib import Path
 
 from ar3d.core import threads  # before torch: OpenMP reads its wait policy when torch loads
@@ -152,34 +152,19 @@ def _bench_precision(policy, precision, args, device, sampling, greedy, greedy_b
     scale = ref_logits.abs().amax(dim=-1, keepdim=True)
     out["logit_error"] = {"max_rel": float((diff / scale).max()), "mean_rel": float((diff / scale).mean()),
                           "max_abs": float(diff.max()), "argmax_agree": float((logits.argmax(-1) == ref_logits.argmax(-1)).float().mean())}  # fmt: skip
+    res["precisions"][precision] = out  # filled in place: every dump() writes what is measured so far
     for i, (name, knobs) in enumerate(args.variant or [("default", {})]):
-        with _env(knobs):  # the engine reads its knobs at construction, the kernel at capture
-            v = _time_variant(policy, precision, name, args, device, sampling, greedy, greedy_bf16, t_start,
-                              lambda: (res["precisions"].__setitem__(precision, out), dump()))  # fmt: skip
+        with mock.patch.dict(os.environ, knobs):  # the engine reads its knobs at construction, the kernel at capture
+            v = _time_variant(policy, precision, name, args, device, sampling, greedy, greedy_bf16, t_start, dump)
         v["knobs"] = knobs
         out.setdefault("variants", {})[name] = v
         if i == 0:  # the first variant's rows are the precision's (the summary table reads these)
             out.update({k: v[k] for k in ("runs", "greedy_agreement_tokens_vs_bf16", "graph_failed", "fuse_failed")})
             out.update({k: v[k] for k in ("profile", "live_memory_by_site") if k in v})
-        res["precisions"][precision] = out
         dump()
     if args.memory_snapshot:
         torch.cuda.memory._record_memory_history(enabled=None)
     return out
-
-
-@contextlib.contextmanager
-def _env(knobs: dict):
-    saved = {k: os.environ.get(k) for k in knobs}
-    os.environ.update(knobs)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _time_variant(policy, precision, name, args, device, sampling, greedy, greedy_bf16, t_start, dump) -> dict:
@@ -225,7 +210,7 @@ def _variant(text: str) -> tuple[str, dict]:
         elif key is not None and not eq:  # a value with commas (AR3D_DECODE_ATTENTION=128,64,32,4,3)
             knobs[key] += "," + item
         else:
-            raise argparse.ArgumentTypeError(f"--variant {text!r}: NAME:AR3D_VAR=value,... (e.g. w8a8:AR3D_W8_A8=1)")
+            raise argparse.ArgumentTypeError(f"--variant {text!r}: NAME:AR3D_VAR=value,... (e.g. attn:AR3D_ENGINE_ATTENTION=1)")
     return name, knobs
 
 
@@ -269,7 +254,7 @@ def main(argv=None):
     ap.add_argument("--skip-bf16", action="store_true", help="only the --precisions runs (bf16 graph b1 still timed)")
     ap.add_argument("--variant", type=_variant, action="append",
                     help="NAME:AR3D_VAR=value,...: time the 8-bit weights once per variant, side by side "
-                         "(e.g. base:AR3D_ENGINE_ATTENTION=0 attn: w8a8:AR3D_W8_A8=1); default one, as set")  # fmt: skip
+                         "(e.g. base attn:AR3D_ENGINE_ATTENTION=1 full:AR3D_ENGINE_CODE_STEPS=0); default one, as set")  # fmt: skip
     ap.add_argument("--memory-snapshot", action="store_true",
                     help="with --precisions: record the 8-bit runs' allocations (their timings then carry the "
                          "recording's cost) and report live memory by allocation site")

@@ -353,3 +353,11 @@ def test_decode_attention_launch_from_the_environment():
     for bad in ("128,64,32,4", "100,64,32,4,3", "a,b,c,d,e", "128,64,32,4,0"):
         with pytest.raises(ValueError, match="AR3D_DECODE_ATTENTION=.*chunk,block_t,block_d,warps,stages"):
             attention_launch(bad)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import bench_attention  # what the benchmark prints is what the engine reads back
+
+    for cfg in bench_attention.configs():
+        assert attention_launch(bench_attention._key(cfg)) == cfg
