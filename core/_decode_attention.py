@@ -6,8 +6,10 @@ with a −inf mask, because a captured graph has fixed shapes: at 8 rows and a 1
 7B step reads 0.5 GB of keys and values, half of them masked, in three kernels a layer. Here the
 loop bound is each row's own position, read on the GPU, so one captured graph (two kernels a
 layer) serves every step while reading only the filled slots. Opt-in (AR3D_ENGINE_ATTENTION=1):
-its first launch measured slower than the masked product on an H100 (BENCHMARKS.md #20), and
-`scripts/bench_attention.py` picks the launch.
+at the default launch, the fastest of `scripts/bench_attention.py` on an H100, it takes 0.80× the
+masked product's time at 1 row and 0.60× at 8, but the engine's mesh only 3–4% less (BENCHMARKS.md
+#20, eighth session), and the engine-level greedy-token test has not yet run on a GPU with the
+current merge; the default stays the masked product until it has.
 
 Stage 1: a program per (row, KV head, slice of CHUNK slots) keeps an online softmax (running max
 m, sum l, weighted values) for the G query heads that share that KV head (grouped-query
@@ -94,10 +96,11 @@ class DecodeAttention:
     """Scratch for one batch shape (fixed addresses, so a captured graph stays valid) and the call.
 
     chunk: cache slots a stage-1 program covers; block_t: slots per inner step; block_d: output
-    columns a merge program combines (`scripts/bench_attention.py` times choices at the 7B shape)."""
+    columns a merge program combines. The defaults are the fastest of `scripts/bench_attention.py`'s
+12 launches at the 7B shape on an H100, at 1 and at 8 rows alike (2026-12-08)."""
 
     def __init__(self, rows: int, kv_heads: int, groups: int, length: int, head_dim: int, device, *,
-                 chunk: int = 64, block_t: int = 32, block_d: int = 128, num_warps: int = 4, num_stages: int = 2):  # fmt: skip
+                 chunk: int = 128, block_t: int = 64, block_d: int = 32, num_warps: int = 4, num_stages: int = 2):  # fmt: skip
         if head_dim & (head_dim - 1) or head_dim < 16:
             raise ValueError(f"decode attention needs a power-of-two head size ≥ 16, got {head_dim}")
         self.rows, self.kv, self.g, self.length, self.d = rows, kv_heads, groups, length, head_dim
