@@ -7,6 +7,7 @@
 #                               #      START=models/demo (the policy folder to fine-tune, with its VQ-VAE)
 #                               #      RL_PROMPTS=file.jsonl (prompts made earlier by rl_prompts.py: no train.jsonl needed)
 #                               #      EVAL_THRESHOLDS="-2 -3" (also judge the codes decoded at these logit thresholds)
+#                               #      REWARD_WORKERS=N (reward processes; default: CPUs − 1)
 # Needs data/demo/{train.jsonl,test.npz,refs.npz} (scripts/make_demo_data.sh) and trimesh for
 # the family judge. Prompts: the training rows with a count-like attribute (scripts/rl_prompts.py
 # says why). Rewards: the prompt's family and attributes checked on the decoded grid + the fill
@@ -32,6 +33,10 @@ EVAL_N=${EVAL_N:-1000}
 EVAL_TWO_STEP_N=${EVAL_TWO_STEP_N:-1000}
 EVAL_BEFORE=${EVAL_BEFORE:-1}
 START=${START:-models/demo}
+# The GPU machine is this job's alone: the trainer's default (min(8, CPUs − 1), for shared
+# machines) ran 8 reward processes on a 16-core one while each step waited 28–45 s on the strict
+# rewards (BENCHMARKS.md, "Hi-GRPO from v4 ... third run").
+REWARD_WORKERS=${REWARD_WORKERS:-$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))}
 REWARDS=${REWARDS:-lenient}  # strict: the strict checkers + the mesh-quality reward (issue #21, demo v2)
 if [ "$REWARDS" = strict ]; then
   rewards='[{reward="procedural.family",options={references="data/demo/refs.npz"}},{reward="procedural.attributes_strict"},{reward="procedural.quality",weight=0.5},{reward="geometry.fill",weight=0.25}]'
@@ -51,6 +56,7 @@ if [[ ",$STAGES," == *,train,* ]]; then
   timeout -s INT --kill-after=120 "$BUDGET" "$PY" -m ar3d.cli train --config trainer/configs/demo.toml \
     --set model.policy="$START" \
     --set data.path="$RUN/rl_prompts.jsonl" --set "rewards.step1=$rewards" --set "rewards.step2=$rewards" \
+    --set rewards.workers="$REWARD_WORKERS" \
     --set rollout.prompts_per_step="$PROMPTS" --set rollout.group_size="$GROUP" --set optim.lr="$LR" \
     --set rollout.sampling.temperature="$TEMPERATURE" \
     --set algorithm.max_extra_batches="$EXTRA" --set optim.warmup_steps=3 \
