@@ -245,7 +245,8 @@ def _clean(grid: np.ndarray, config: MeshConfig) -> np.ndarray:
             "surface shell never fills the grid, so the decode failed; resample the mesh tokens "
             "(or raise MeshConfig.max_fill_fraction for a genuinely solid input)"
         )
-    labels, n = ndimage.label(grid, structure=_CUBE)
+    box = _box(grid)  # label the occupied box only: the same pieces, a third of the voxels
+    labels, n = ndimage.label(grid[box], structure=_CUBE)
     sizes = np.bincount(labels.ravel())[1:]
     keep = sizes >= config.min_component_voxels
     if not keep.any():
@@ -259,7 +260,9 @@ def _clean(grid: np.ndarray, config: MeshConfig) -> np.ndarray:
     if config.keep_largest_only:
         keep = sizes == sizes.max()
         keep[np.argmax(sizes) + 1 :] = False  # one piece even on ties
-    return np.concatenate(([False], keep))[labels]
+    out = np.zeros_like(grid)
+    out[box] = np.concatenate(([False], keep))[labels]
+    return out
 
 
 SMOOTHING_LEVELS: dict[str, int] = {"none": 0, "low": 4, "medium": 10, "high": 30}
@@ -280,9 +283,33 @@ def smoothing_passes(level: str | int) -> int:
     return n
 
 
+def _box(grid: np.ndarray) -> tuple[slice, ...]:
+    """The occupied voxels' bounding box (the whole grid if none)."""
+    out = []
+    for axis in range(grid.ndim):
+        hit = np.flatnonzero(grid.any(axis=tuple(a for a in range(grid.ndim) if a != axis)))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, grid.shape[axis]))
+    return tuple(out)
+
+
 def _solid_padded(grid: np.ndarray, config: MeshConfig) -> tuple[np.ndarray, int]:
+    """The solid of `grid`, padded by `pad` voxels all round (for marching cubes).
+
+    The morphology runs on the occupied box plus the pad only (a third of the grid's volume for
+    a typical decoded object), then goes back in place: exact, because with pad > the widest
+    closing nothing it adds reaches the window's border, which stays background connected to the
+    outside, as the rest of the grid is (tests/test_mesh.py compares it with the whole grid)."""
     pad = max(config.closing_iterations, config.seal_iterations) + 1
-    solid = np.pad(grid, pad)
+    box = _box(grid)
+    window = _solid_window(np.pad(grid[box], pad), config)
+    out = np.zeros(tuple(n + 2 * pad for n in grid.shape), bool)
+    out[tuple(slice(b.start, b.stop + 2 * pad) for b in box)] = window
+    return out, pad
+
+
+def _solid_window(solid: np.ndarray, config: MeshConfig) -> np.ndarray:
+    """Close, fill and seal an already padded grid (MeshConfig's fill_interior, closing_iterations
+    and seal_iterations say why)."""
     if config.fill_interior:
         closed = solid
         if config.closing_iterations:
@@ -299,7 +326,7 @@ def _solid_padded(grid: np.ndarray, config: MeshConfig) -> tuple[np.ndarray, int
                 touching = np.unique(bridges[_cube_dilate(cavity, 1) & (bridges > 0)])
                 filled = _fill_holes(filled | cavity | np.isin(bridges, touching))
         solid = filled | solid
-    return solid, pad
+    return solid
 
 
 def mesh_solid(occupancy, config: MeshConfig | None = None) -> np.ndarray:

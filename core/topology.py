@@ -43,7 +43,8 @@ def topology(solid) -> Topology:
     s = np.asarray(solid, dtype=bool)
     if not s.any():
         return Topology(0, (), 0, 0, 0)
-    s = np.pad(s, 1)  # so the outside is one connected background all round
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(s))
+    s = np.pad(s[box], 1)  # the occupied box, padded so the outside is one background all round
     labels, b0 = ndimage.label(s, structure=_SIX)
     sizes = tuple(sorted(np.bincount(labels.ravel())[1:].tolist(), reverse=True))
     b2 = ndimage.label(~s, structure=_TWENTY_SIX)[1] - 1

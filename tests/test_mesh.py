@@ -458,3 +458,50 @@ def test_mesh_solid_reuse_is_exact_and_private():
     for k in range(M._SOLIDS_KEPT + 3):  # bounded
         M.mesh_solid(box_grid((10, 10, 10), (30 + k, 30, 30)))
     assert len(M._SOLIDS) == M._SOLIDS_KEPT
+
+
+def test_solid_of_the_occupied_box_equals_the_whole_grid(fixtures_dir):
+    """mesh_solid closes, fills and seals only the occupied box plus the pad (a third of a decoded
+    grid's voxels), then puts it back in place: exactly the whole grid's solid, for fixture shells
+    and their decodes, random grids from dust to near-solid, objects touching the grid's faces, and
+    every closing / seal width; the topology of the box is the whole solid's."""
+    from ar3d.core import mesh as M
+    from ar3d.core.topology import topology
+
+    rng = np.random.default_rng(1)
+    grids = _parity_grids(fixtures_dir) + [rng.random((40, 40, 40)) < p for p in (0.01, 0.05, 0.2, 0.5)]
+    grids += [box_grid((0, 5, 9), (30, 40, 40)), box_grid((3, 3, 3), (12, 40, 20))]
+    corner = np.zeros((40, 40, 40), bool)
+    corner[:6, 30:, :4] = True  # touches three faces
+    grids.append(corner)
+    configs = [M.MeshConfig(), M.MeshConfig(closing_iterations=0, seal_iterations=0),
+               M.MeshConfig(closing_iterations=2, seal_iterations=4), M.MeshConfig(fill_interior=False)]  # fmt: skip
+    for g in grids:
+        for config in configs:
+            try:
+                grid = M._clean(g, config)
+            except M.DegenerateOccupancyError:
+                continue
+            labels, _ = ndimage.label(g, structure=np.ones((3, 3, 3), bool))  # the whole grid's pieces
+            assert np.array_equal(grid, np.isin(labels, np.unique(labels[grid])) & g)
+            solid, pad = M._solid_padded(grid, config)
+            whole = M._solid_window(np.pad(grid, pad), config)
+            assert np.array_equal(solid, whole)
+            inner = whole[pad:-pad, pad:-pad, pad:-pad]
+            assert topology(inner) == _topology_of_whole(inner)
+
+
+def _topology_of_whole(solid):
+    """ar3d.core.topology.topology without the crop to the occupied box."""
+    from skimage.measure import euler_number
+
+    from ar3d.core.topology import Topology
+
+    s = np.pad(np.asarray(solid, bool), 1)
+    if not s.any():
+        return Topology(0, (), 0, 0, 0)
+    labels, b0 = ndimage.label(s, structure=ndimage.generate_binary_structure(3, 1))
+    sizes = tuple(sorted(np.bincount(labels.ravel())[1:].tolist(), reverse=True))
+    b2 = ndimage.label(~s, structure=np.ones((3, 3, 3), bool))[1] - 1
+    chi = int(euler_number(s, connectivity=1))
+    return Topology(int(b0), sizes, int(b0 + b2 - chi), int(b2), chi)
