@@ -2,9 +2,9 @@
 neighbour, and attributes read off the voxels.
 
 ``classify_family(occupancy, references)`` compares the grid with fresh procedural samples
-(:func:`build_references`) by IoU of their *filled* solids at 32³ (the shell is filled with
-``binary_fill_holes`` and max-pooled 2x2x2, which forgives one-voxel shifts of a thin shell),
-and returns the family of the nearest reference.
+(:func:`build_references`) by IoU of their *filled* solids at 32³ (the shell is filled as
+``binary_fill_holes`` fills it, by :func:`ar3d.core.mesh.fill_holes`, and max-pooled 2x2x2,
+which forgives one-voxel shifts of a thin shell), and returns the family of the nearest reference.
 
 Attribute checkers (:data:`CHECKERS`, :func:`check_attributes`) read counts and proportions
 from the grid in the canonical pose (z up, front -Y):
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..core.mesh import fill_holes
 from .dataset import iter_samples
 from .families import FAMILIES, FAMILY_NAMES
 
@@ -49,7 +50,7 @@ _EIGHT = np.ones((3, 3), bool)
 def shape_feature(occupancy: np.ndarray, pool: int = 2) -> np.ndarray:
     """Filled solid, max-pooled by ``pool``: bool [(R/pool)³] flattened."""
     g = np.asarray(occupancy, dtype=bool)
-    solid = ndimage.binary_fill_holes(g)
+    solid = fill_holes(g)
     r = g.shape[0] // pool
     return solid.reshape(r, pool, r, pool, r, pool).any(axis=(1, 3, 5)).reshape(-1)
 
@@ -155,7 +156,7 @@ def _runs(column: np.ndarray, merge_gap: int = 1) -> int:
 def count_column_runs(occupancy, x_frac=0.5, y_frac=0.5, project_y=False, merge_gap=0) -> int:
     """Runs up the vertical column at fractions (x_frac, y_frac) of the bounding box, in the
     filled solid (a shell shows a thick board as two faces; the filled board is one run)."""
-    g = ndimage.binary_fill_holes(np.asarray(occupancy, bool))
+    g = fill_holes(np.asarray(occupancy, bool))
     lo, hi = _bbox(g)
     x = int(round(lo[0] + x_frac * (hi[0] - lo[0])))
     if project_y:
@@ -183,7 +184,7 @@ def count_rails(occupancy) -> int:
     if len(xs) < 2:
         return 0
     x = int(round((xs[0][0] + xs[1][0]) / 2))
-    col = ndimage.binary_fill_holes(g)[x - 1 : x + 2].any(axis=(0, 1))
+    col = fill_holes(g)[x - 1 : x + 2].any(axis=(0, 1))
     return _runs(col, 0)
 
 
@@ -257,7 +258,7 @@ def ring_band(occupancy) -> str:
     """Thickness of the band at the bottom of the ring relative to the ring's width."""
     g = np.asarray(occupancy, bool)
     lo, hi = _bbox(g)
-    solid = ndimage.binary_fill_holes(g)
+    solid = fill_holes(g)
     x, y = int(round((lo[0] + hi[0]) / 2)), int(round((lo[1] + hi[1]) / 2))
     col = solid[x, y, lo[2] :]
     run = int(np.argmin(col)) if not col.all() else len(col)
