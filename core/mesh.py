@@ -353,22 +353,27 @@ def mesh_solid(occupancy, config: MeshConfig | None = None) -> np.ndarray:
     key = (hashlib.blake2b(np.packbits(grid).tobytes(), digest_size=16).digest(), grid.shape,
            config.fill_interior, config.closing_iterations, config.seal_iterations)  # fmt: skip
     with _SOLIDS_LOCK:
-        solid = _SOLIDS.pop(key, None)
-    if solid is None:
+        packed = _SOLIDS.pop(key, None)
+    if packed is None:
         padded, pad = _solid_padded(grid, config)
         r = grid.shape[0]
         solid = padded[pad : pad + r, pad : pad + r, pad : pad + r].copy()
-        solid.flags.writeable = False
+        packed = np.packbits(solid)
+    else:
+        solid = np.unpackbits(packed, count=grid.size).reshape(grid.shape).view(bool)
     with _SOLIDS_LOCK:
         while _SOLIDS and len(_SOLIDS) >= _SOLIDS_KEPT:
             _SOLIDS.pop(next(iter(_SOLIDS)))
         if _SOLIDS_KEPT:
-            _SOLIDS[key] = solid  # most recently used last
-    return solid.copy()
+            _SOLIDS[key] = packed  # most recently used last
+    return solid
 
 
-_SOLIDS: dict[tuple, np.ndarray] = {}  # the last few solids mesh_solid made (a process's own)
-_SOLIDS_KEPT = 8  # 0: no reuse
+# The solids mesh_solid made last (a process's own), bit-packed: 32 KB at 64³. A reward ensemble
+# scores term by term over a whole batch (strict attributes, then quality, which reads the
+# strict counts again), so a grid's solid is asked for again up to a batch later: keep a batch.
+_SOLIDS: dict[tuple, np.ndarray] = {}
+_SOLIDS_KEPT = 512  # 16 MB at 64³; 0: no reuse
 _SOLIDS_LOCK = threading.Lock()  # the server and the trainer may mesh from several threads
 
 

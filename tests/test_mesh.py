@@ -439,7 +439,7 @@ def test_fast_morphology_equals_scipy(fixtures_dir):
         assert fill(np.ones((5, 5, 5), bool)).all()
 
 
-def test_mesh_solid_reuse_is_exact_and_private():
+def test_mesh_solid_reuse_is_exact_and_private(monkeypatch):
     """A grid's solid is reused between the rewards and checks that ask for it (configs differing
     only in debris removal the grid passes unchanged), but each caller gets its own writable copy,
     and a config that removes a fragment, or other morphology, gets its own solid."""
@@ -456,10 +456,13 @@ def test_mesh_solid_reuse_is_exact_and_private():
     assert raw.sum() == 31**3 + 27 and delivered.sum() == 31**3
     hollow = M.mesh_solid(shell, M.MeshConfig(fill_interior=False))
     assert hollow.sum() == shell.sum()
+    assert M._SOLIDS_KEPT >= 256  # a reward batch's solids: asked again term by term
+    monkeypatch.setattr(M, "_SOLIDS_KEPT", 8)
     M._SOLIDS.clear()
     for k in range(M._SOLIDS_KEPT + 3):  # bounded
         M.mesh_solid(box_grid((10, 10, 10), (30 + k, 30, 30)))
     assert len(M._SOLIDS) == M._SOLIDS_KEPT
+    M._SOLIDS.clear()
 
 
 def test_solid_of_the_occupied_box_equals_the_whole_grid(fixtures_dir):
