@@ -236,7 +236,8 @@ class GraphEngine:
         ``AR3D_ENGINE_CODE_STEPS=0`` turns it off. ``AR3D_ENGINE_ATTENTION=1`` (with CUDA graphs)
         attends with a Triton kernel that reads each row's filled cache slots only
         (`core._decode_attention`, launch from ``AR3D_DECODE_ATTENTION``) instead of the masked
-        product over the whole cache; off by default until it measures faster (BENCHMARKS #20)."""
+        product over the whole cache: 3–4% faster a mesh on an H100, off by default until the
+        greedy-token CUDA test has run with its current merge (BENCHMARKS #20)."""
         text_stack(model)  # refuse unsupported models now, not at the first prompt
         self.model = model
         self.pad_id = pad_id

@@ -98,19 +98,19 @@ def profile(policy, engine, device, sampling, rows: int = 1):
                 graph.replay()
             _sync(device)
             wall = (time.perf_counter() - t0) / 16
-    rows = []
+    kernels = []
     for e in prof.key_averages():
         t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
         if t:
-            rows.append((t / 16, e.count // 16, e.key[:90]))
-    rows.sort(reverse=True)
-    gpu = sum(r[0] for r in rows if not r[2].startswith(("cudaGraph", "Memcpy", "Memset")))
+            kernels.append((t / 16, e.count // 16, e.key[:90]))
+    kernels.sort(reverse=True)
+    gpu = sum(r[0] for r in kernels if not r[2].startswith(("cudaGraph", "Memcpy", "Memset")))
     which = "code" if graph is batch.code_graph else "full"
-    print(f"{which}-step graph replay, {batch.rows} rows: wall {wall * 1e3:.2f} ms/token, kernels {gpu / 1e3:.2f} ms/token")
-    for t, n, k in rows[:25]:
+    print(f"{which}-step graph replay, {rows} rows: wall {wall * 1e3:.2f} ms/token, kernels {gpu / 1e3:.2f} ms/token")
+    for t, n, k in kernels[:25]:
         print(f"  {t / 1e3:7.3f} ms  x{n:<5d} {k}")
-    return {"rows": batch.rows, "graph": which, "wall_ms_per_token": wall * 1e3, "kernel_ms_per_token": gpu / 1e3,
-            "top": [{"ms": t / 1e3, "count": n, "kernel": k} for t, n, k in rows[:40]]}  # fmt: skip
+    return {"rows": rows, "graph": which, "wall_ms_per_token": wall * 1e3, "kernel_ms_per_token": gpu / 1e3,
+            "top": [{"ms": t / 1e3, "count": n, "kernel": k} for t, n, k in kernels[:40]]}  # fmt: skip
 
 
 def _agree(x, y) -> int:
@@ -189,7 +189,7 @@ def _time_variant(policy, precision, name, args, device, sampling, greedy, greed
     _, g = _call(policy, engine, 1, device, 0, greedy)
     out["greedy_agreement_tokens_vs_bf16"] = _agree(g.samples[0].steps[0].completion_ids, greedy_bf16)
     out["graph_failed"], out["fuse_failed"] = engine._graph_failed, engine._fuse_failed
-    out["attention_failed"] = getattr(engine, "_attention_failed", None)
+    out["attention_failed"] = engine._attention_failed
     if args.profile:
         out["profile"] = {f"b{b}": profile(policy, engine, device, sampling, rows=b) for b in args.batches}
     policy.engine = None  # the next variant's peaks must not hold this engine's caches
